@@ -1,0 +1,92 @@
+"""Crafter as a Gymnasium environment whose observation is the RGB frame alone.
+
+Crafter's own state (semantic map, inventory, achievements, daylight) is returned under
+``info["privileged"]``: it exists to *measure* perception and score runs, never to act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import crafter
+import gymnasium as gym
+import numpy as np
+from crafter import constants
+
+ACTIONS: tuple[str, ...] = tuple(constants.actions)
+ACHIEVEMENTS: tuple[str, ...] = tuple(constants.achievements)
+#: Crafter's semantic map ids: materials first, then object kinds, in SemanticView's order.
+SEMANTIC_NAMES: tuple[str, ...] = (
+    ("none",) + tuple(constants.materials)
+    + ("player", "cow", "zombie", "skeleton", "arrow", "plant")
+)
+
+
+class CrafterEnv(gym.Env[np.ndarray, int]):
+    """One Crafter world per episode; ``reset(seed=s)`` makes the same world for the same s.
+
+    ``terminated`` is True when the player dies; ``truncated`` when ``length`` steps pass.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        size: int = 64,
+        length: int = 10000,
+        area: tuple[int, int] = (64, 64),
+        render_mode: str | None = "rgb_array",
+    ):
+        if size < 9:
+            raise ValueError(f"size must be at least 9 pixels (one per view column), got {size}")
+        self.size = size
+        self.length = length
+        self.render_mode = render_mode
+        self._env = crafter.Env(area=area, size=(size, size), length=length, reward=True, seed=0)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(len(ACTIONS))
+        self._last_obs: np.ndarray | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        # Crafter seeds each world from (seed, episode number); pinning both makes
+        # reset(seed=s) reproduce the same world no matter what ran before.
+        self._env._seed = int(self.np_random.integers(0, 2**31 - 1)) if seed is None else seed
+        self._env._episode = 0
+        obs = self._env.reset()
+        self._last_obs = obs
+        return obs, {"privileged": self._privileged(), "action_names": ACTIONS}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._last_obs is None:
+            raise RuntimeError("call reset() before step()")
+        obs, reward, done, info = self._env.step(int(action))
+        dead = info["discount"] == 0.0
+        self._last_obs = obs
+        return obs, float(reward), dead, bool(done and not dead), {
+            "privileged": self._privileged(info)
+        }
+
+    def render(self) -> np.ndarray | None:
+        return self._last_obs
+
+    def _privileged(self, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        player = self._env._player
+        info = info or {
+            "inventory": player.inventory.copy(),
+            "achievements": player.achievements.copy(),
+            "semantic": self._env._sem_view(),
+            "player_pos": player.pos,
+        }
+        return {
+            "semantic": info["semantic"],
+            "inventory": info["inventory"],
+            "achievements": info["achievements"],
+            "player_pos": np.array(info["player_pos"]),
+            "facing": tuple(int(v) for v in player.facing),
+            "sleeping": bool(player.sleeping),
+            "daylight": float(self._env._world.daylight),
+            "view": (9, 7),
+        }

@@ -1,0 +1,181 @@
+"""The records every attempt leaves behind: state summaries, subgoals, diagnoses, tuples.
+
+They are plain dataclasses that turn into JSON-ready dicts and back, so the store, the
+recording and the inspection commands share one schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Cause(StrEnum):
+    """Why an attempt ended the way it did; a closed vocabulary decided by rules."""
+
+    SUCCESS = "success"
+    TARGET_NOT_VISIBLE = "target_not_visible"
+    PATH_BLOCKED = "path_blocked"
+    NO_EFFECT = "no_effect"
+    MISSING_REQUIREMENT = "missing_requirement"
+    DAMAGE_TAKEN = "damage_taken"
+    DIED = "died"
+    TIMEOUT = "timeout"
+    STAGNATION = "stagnation"
+    LOOP = "loop"
+    DEADLOCK = "deadlock"
+    GUARDRAIL_BLOCKED = "guardrail_blocked"
+
+
+@dataclass(frozen=True)
+class Subgoal:
+    """One thing to try: a controller name and its target (a tile kind or an action name)."""
+
+    controller: str
+    target: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.controller if self.target is None else f"{self.controller}:{self.target}"
+
+    @classmethod
+    def parse(cls, key: str) -> Subgoal:
+        controller, _, target = key.partition(":")
+        return cls(controller, target or None)
+
+
+@dataclass
+class State:
+    """What the agent believed at one step: its own estimates, never the env's state."""
+
+    step: int
+    position: tuple[int, int]
+    facing: tuple[int, int]
+    counters: dict[str, int]
+    facing_kind: str | None
+    near: list[list[str | None]]
+    visible: list[str]
+    tags: list[str] = field(default_factory=list)
+
+    def predicates(self) -> frozenset[str]:
+        """Discretized facts a decision may hinge on; the basis of condition signatures."""
+        preds = {f"has:{name}" for name, count in self.counters.items() if count > 0}
+        preds.add(f"facing:{self.facing_kind}")
+        preds.update(f"near:{kind}" for row in self.near for kind in row if kind)
+        preds.update(f"tag:{tag}" for tag in self.tags)
+        return frozenset(preds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "position": list(self.position), "facing": list(self.facing),
+            "counters": self.counters, "facing_kind": self.facing_kind, "near": self.near,
+            "visible": self.visible, "tags": self.tags,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> State:
+        return cls(
+            d["step"], tuple(d["position"]), tuple(d["facing"]), dict(d["counters"]),
+            d["facing_kind"], d["near"], list(d["visible"]), list(d.get("tags", [])),
+        )
+
+
+@dataclass
+class Diagnosis:
+    """How an attempt went: the cause, what changed, and continuous indicators."""
+
+    success: bool
+    cause: Cause
+    counter_deltas: dict[str, int]
+    reward: float
+    changed_tiles: list[tuple[int, int, str | None, str | None]]
+    progress: float
+    distance: float | None
+    health_delta: int
+    steps: int
+    stagnation: bool = False
+    loop: bool = False
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success, "cause": str(self.cause),
+            "counter_deltas": self.counter_deltas, "reward": self.reward,
+            "changed_tiles": [list(t) for t in self.changed_tiles],
+            "progress": self.progress, "distance": self.distance,
+            "health_delta": self.health_delta, "steps": self.steps,
+            "stagnation": self.stagnation, "loop": self.loop, "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Diagnosis:
+        return cls(
+            d["success"], Cause(d["cause"]), dict(d["counter_deltas"]), d["reward"],
+            [tuple(t) for t in d["changed_tiles"]], d["progress"], d["distance"],
+            d["health_delta"], d["steps"], d["stagnation"], d["loop"], d.get("detail", ""),
+        )
+
+
+@dataclass
+class ExperienceTuple:
+    """One subgoal attempt: (pre-state, action, diagnosis, post-state) plus its keys."""
+
+    episode: str
+    step_start: int
+    step_end: int
+    pre: State
+    subgoal: Subgoal
+    primitives: list[int]
+    diagnosis: Diagnosis
+    post: State
+    id: int | None = None
+
+    @property
+    def condition(self) -> int:
+        return condition_signature(self.pre.predicates())
+
+    @property
+    def spatial(self) -> int:
+        return spatial_hash(self.pre.position)
+
+    @property
+    def tags(self) -> list[str]:
+        """Semantic tags: what was faced and near, the cause, and the state's own tags."""
+        tags = {f"cause:{self.diagnosis.cause}", f"subgoal:{self.subgoal.key}"}
+        if self.pre.facing_kind:
+            tags.add(f"facing:{self.pre.facing_kind}")
+        tags.update(self.pre.tags)
+        return sorted(tags)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "episode": self.episode, "step_start": self.step_start,
+            "step_end": self.step_end, "pre": self.pre.to_dict(), "subgoal": self.subgoal.key,
+            "primitives": self.primitives, "diagnosis": self.diagnosis.to_dict(),
+            "post": self.post.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperienceTuple:
+        return cls(
+            d["episode"], d["step_start"], d["step_end"], State.from_dict(d["pre"]),
+            Subgoal.parse(d["subgoal"]), list(d["primitives"]),
+            Diagnosis.from_dict(d["diagnosis"]), State.from_dict(d["post"]), d.get("id"),
+        )
+
+
+def condition_signature(predicates: frozenset[str] | set[str]) -> int:
+    """A stable signed 64-bit hash of a predicate set (the same in every process and run)."""
+    digest = hashlib.blake2b("\n".join(sorted(predicates)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+SPATIAL_CELL = 8
+
+
+def spatial_hash(position: tuple[int, int], cell: int = SPATIAL_CELL) -> int:
+    """Bucket a position into a ``cell`` x ``cell`` square, packed into one integer."""
+    row, col = position[0] // cell, position[1] // cell
+    return (row & 0xFFFFFFFF) << 32 | (col & 0xFFFFFFFF)

@@ -176,6 +176,6 @@ SPATIAL_CELL = 8
 
 
 def spatial_hash(position: tuple[int, int], cell: int = SPATIAL_CELL) -> int:
-    """Bucket a position into a ``cell`` x ``cell`` square, packed into one integer."""
+    """Bucket a position into a ``cell`` x ``cell`` square, packed into one 32-bit integer."""
     row, col = position[0] // cell, position[1] // cell
-    return (row & 0xFFFFFFFF) << 32 | (col & 0xFFFFFFFF)
+    return (row & 0xFFFF) << 16 | (col & 0xFFFF)

@@ -45,6 +45,8 @@ class CrafterEnv(gym.Env[np.ndarray, int]):
         self._env = crafter.Env(area=area, size=(size, size), length=length, reward=True, seed=0)
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(len(ACTIONS))
+        self.action_names = ACTIONS
+        self.achievement_names = ACHIEVEMENTS
         self._last_obs: np.ndarray | None = None
 
     def reset(
@@ -57,7 +59,7 @@ class CrafterEnv(gym.Env[np.ndarray, int]):
         self._env._episode = 0
         obs = self._env.reset()
         self._last_obs = obs
-        return obs, {"privileged": self._privileged(), "action_names": ACTIONS}
+        return obs, {"privileged": self._privileged()}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._last_obs is None:

@@ -1,0 +1,271 @@
+"""Read a Crafter frame into a ``Percept`` from its pixels and Crafter's own textures alone.
+
+Crafter draws each of the 9x7 local-view tiles as a material texture with at most one object
+alpha-blended over it, then lights the view (``crafter.engine.LocalView``): by day a blend
+towards a desaturated, blue-tinted copy; at night also uniform grey noise under a vignette;
+while sleeping the lit view is greyed and tinted again. Every lit pixel is therefore an
+affine function of the clean pixel plus grey noise whose size is known from the daylight and
+the pixel's place under the vignette. Under a Gaussian model of that noise, the log-likelihood
+of a tile under any template is a quadratic form in the template's pixels, so one matrix
+product scores every tile against every template. The daylight is read first off the player
+sprite, which always sits in the centre tile where the vignette leaves it nearly clean.
+
+The item rows are not lit, so they are matched exactly against Crafter's own ItemView.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from crafter import constants, engine
+
+from envs.crafter import SEMANTIC_NAMES
+from perception.percept import UNKNOWN, Percept
+
+ITEMS: tuple[str, ...] = tuple(constants.items)
+COLS, ROWS = 9, 7  # local-view tiles; the 9x9 view keeps 2 rows for the inventory
+PLAYER = (3, 4)
+#: Player sprite -> facing as (drow, dcol); Crafter's facing (dx, dy) is (dcol, drow).
+FACINGS = {"player-left": (0, -1), "player-right": (0, 1), "player-up": (-1, 0),
+           "player-down": (1, 0)}
+#: Object textures and the materials Crafter lets each object stand on (its walkable rules;
+#: saplings are only placed on grass). The player only ever occupies the centre tile.
+_GROUND = ("grass", "sand", "path")
+OBJECTS = {
+    "cow": (("cow",), _GROUND),
+    "zombie": (("zombie",), _GROUND),
+    "skeleton": (("skeleton",), _GROUND),
+    "arrow": (("arrow-left", "arrow-right", "arrow-up", "arrow-down"),
+              _GROUND + ("water", "lava")),
+    "plant": (("plant", "plant-ripe"), ("grass",)),
+}
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # PIL's convert("L")
+_TINT = np.array([0.0, 16.0, 64.0])  # LocalView._light's night tint
+_NOISE_MEAN, _NOISE_VAR = 79.5, 95.0**2 / 12  # uniform(32, 127)
+_ROUNDING_VAR = 0.25  # uint8 truncations, plus slack for the daylight estimate
+_CENTRE = 128.0  # templates are scored as c - 128 to keep float32 sums small
+_DAYLIGHTS = np.linspace(0.0, 1.0, 101)
+
+
+def light(daylight: float, vignette: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Crafter's lighting per pixel as ``lit = a*c + b*luma(c) + e + k*(noise - mean)``.
+
+    ``c`` is the clean RGB pixel, ``e`` an RGB offset (with the mean bias of PIL's and
+    numpy's truncations inside the night branch), noise is uniform(32, 127) and grey.
+    """
+    d = daylight
+    amount = max(0.0, 1 - 2 * d)
+    mask = amount * vignette
+    beta = 0.5 * (1 - d) * (1 - mask)
+    a = d + 0.4 * beta
+    b = 0.6 * beta
+    bias = -0.25 * (1 - d) * (1 + (amount > 0))
+    e = (0.5 * (1 - d) * mask * _NOISE_MEAN + bias)[..., None] + 0.5 * (1 - d) * _TINT
+    k = 0.5 * (1 - d) * mask
+    return a, b, e, k
+
+
+def vignette(height: int, width: int) -> np.ndarray:
+    """LocalView._vignette(stddev=0.5) in frame orientation [y, x]."""
+    ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
+    return 1 - np.exp(-0.5 * (xs**2 + ys**2) / 0.25)
+
+
+def expected_tiles(privileged: dict) -> np.ndarray:
+    """The (7, 9) semantic ids the view shows, from privileged state: for measurement only."""
+    semantic, (px, py) = privileged["semantic"], privileged["player_pos"]
+    xs = px + np.arange(COLS) - COLS // 2
+    ys = py + np.arange(ROWS) - ROWS // 2
+    inside = ((ys >= 0) & (ys < semantic.shape[1]))[:, None] & (
+        (xs >= 0) & (xs < semantic.shape[0]))[None, :]
+    grid = semantic[np.clip(xs, 0, semantic.shape[0] - 1)[None, :],
+                    np.clip(ys, 0, semantic.shape[1] - 1)[:, None]]
+    return np.where(inside, grid, 0).astype(np.int64)
+
+
+def _tile(textures: engine.Textures, unit: int, material: str | None,
+          texture: str | None = None) -> np.ndarray:
+    """One tile drawn as LocalView draws it, as float RGB [y, x]."""
+    canvas = np.full((unit, unit, 3), 127, np.uint8)
+    if material is not None:
+        engine._draw(canvas, np.zeros(2, int), textures.get(material, (unit, unit)))
+    if texture is not None:
+        engine._draw_alpha(canvas, np.zeros(2, int), textures.get(texture, (unit, unit)))
+    return canvas.transpose(1, 0, 2).astype(np.float64)
+
+
+def _features(clean: np.ndarray) -> np.ndarray:
+    """Per-pixel terms of the quadratic form: c, |c|^2, S^2, 2*S*L, L^2 (S: sum, L: luma)."""
+    c = clean - _CENTRE
+    s, lum = c.sum(-1), c @ _LUMA
+    quad = np.stack([(c**2).sum(-1), s**2, 2 * s * lum, lum**2], -1)
+    return np.moveaxis(np.concatenate([c, quad], -1), -1, -3)  # (..., 7, y, x)
+
+
+class CrafterParser:
+    """Parses ``size`` x ``size`` Crafter frames; all templates are built once, here."""
+
+    def __init__(self, size: int = 64, threshold: float = 0.99):
+        self.size = size
+        self.threshold = threshold
+        self.unit = u = size // COLS
+        if u < 1:
+            raise ValueError(f"size must be at least {COLS}, got {size}")
+        self.border = (size - u * COLS) // 2
+        self.classes: tuple[str, ...] = SEMANTIC_NAMES
+        self._facing = (1, 0)
+        textures = engine.Textures(constants.root / "assets")
+        self._vignette = vignette(ROWS * u, COLS * u)
+
+        # Tile templates: every material (and the grey outside of the world), then every
+        # object over every material it can stand on.
+        names = [None, *constants.materials]
+        clean = [_tile(textures, u, m) for m in names]
+        labels = [self.classes.index(m or "none") for m in names]
+        for name, (sprites, grounds) in OBJECTS.items():
+            for sprite in sprites:
+                for ground in grounds:
+                    clean.append(_tile(textures, u, ground, sprite))
+                    labels.append(self.classes.index(name))
+        labels = np.array(labels)
+        self._templates = _features(np.array(clean)).reshape(len(clean), -1).T.astype(np.float32)
+        onehot = np.eye(len(self.classes))[labels]
+        self._onehot = onehot.astype(np.float32)
+        # A uniform prior over the classes that have templates, shared by their templates.
+        self._log_prior = -np.log(onehot.sum(0)[labels] * len(set(labels.tolist())))
+
+        # Player sprites: the pixels that come out the same over every ground are opaque.
+        sprites = [*FACINGS, "player-sleep"]
+        grounds = [*_GROUND, "lava"]
+        drawn = np.array([[_tile(textures, u, g, s) for g in grounds] for s in sprites])
+        opaque = (drawn == drawn[:, :1]).all(axis=(1, 4))  # (sprite, y, x)
+        centre = self._vignette[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        awake = np.array([[self._awake_pixels(drawn[s, 0], d, centre) for d in _DAYLIGHTS]
+                          for s in range(4)])  # (sprite, daylight, y, x, 3)
+        mask = np.broadcast_to(opaque[:4, ..., None], (4, u, u, 3))
+        self._awake_fit = self._fit_tables(awake, mask)
+        asleep = np.array([[self._asleep_pixels(drawn[4, 0], d, centre) for d in _DAYLIGHTS]])
+        self._asleep_fit = self._fit_tables(asleep, opaque[4:])
+
+        self._slots = self._slot_templates(textures)
+
+    # --- building ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _awake_pixels(clean: np.ndarray, daylight: float, vig: np.ndarray) -> np.ndarray:
+        a, b, e, _ = light(daylight, vig)
+        return a[..., None] * clean + (b * (clean @ _LUMA))[..., None] + e - 0.5
+
+    @staticmethod
+    def _asleep_pixels(clean: np.ndarray, daylight: float, vig: np.ndarray) -> np.ndarray:
+        a, b, e, _ = light(daylight, vig)
+        return 0.5 * ((a + b) * (clean @ _LUMA) + e @ _LUMA) - 0.5
+
+    @staticmethod
+    def _fit_tables(pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Tables to score the centre tile by mean squared error over each sprite's opaque
+        pixels against its predictions (sprite, daylight, pixels), as two matrix products."""
+        n, g = pred.shape[:2]
+        w = mask.reshape(n, -1) / mask.reshape(n, -1).sum(-1, keepdims=True)
+        p = pred.reshape(n, g, -1)
+        return w, (p * w[:, None]).reshape(n * g, -1), ((p**2) * w[:, None]).sum(-1)
+
+    def _slot_templates(self, textures: engine.Textures) -> np.ndarray:
+        """(16, 10, pixels) item slots showing amounts 0..9, drawn by Crafter's ItemView."""
+        view = engine.ItemView(textures, [COLS, 2])
+        slots = [np.zeros((len(ITEMS), self.unit**2 * 3))]
+        for amount in range(1, 10):
+            canvas = view({name: amount for name in ITEMS}, np.array([self.unit] * 2))
+            slots.append(self._split_items(canvas.transpose(1, 0, 2)))
+        return np.stack(slots, 1).astype(np.float32)
+
+    def _split_items(self, rows: np.ndarray) -> np.ndarray:
+        u = self.unit
+        cells = rows.reshape(2, u, COLS, u, 3).transpose(0, 2, 1, 3, 4).reshape(2 * COLS, -1)
+        return cells[:len(ITEMS)].astype(np.float32)
+
+    # --- parsing ----------------------------------------------------------------------------
+
+    def parse(self, frame: np.ndarray) -> Percept:
+        if frame.shape != (self.size, self.size, 3):
+            raise ValueError(
+                f"expected a ({self.size}, {self.size}, 3) RGB frame, got shape {frame.shape}")
+        u, o = self.unit, self.border
+        view = frame[o:o + ROWS * u, o:o + COLS * u].astype(np.float32)
+        items = frame[o + ROWS * u:o + (ROWS + 2) * u, o:o + COLS * u]
+        red, green, blue = view[..., 0], view[..., 1], view[..., 2]
+        sleeping = bool(np.abs(red - green).mean() < 0.5 and abs((blue - red).mean() - 8) < 0.5)
+
+        centre = view[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        if sleeping:
+            _, daylight = self._fit(self._asleep_fit, centre[..., 0].ravel())
+            facing = self._facing
+        else:
+            sprite, daylight = self._fit(self._awake_fit, centre.ravel())
+            facing = self._facing = list(FACINGS.values())[sprite]
+
+        scores = self._scores(view, daylight, sleeping)
+        post = np.exp(scores - scores.max(1, keepdims=True))
+        post = post @ self._onehot
+        post /= post.sum(1, keepdims=True)
+        tiles = post.argmax(1)
+        confidence = post[np.arange(len(tiles)), tiles]
+        tiles = np.where(confidence >= self.threshold, tiles, UNKNOWN).reshape(ROWS, COLS)
+        confidence = confidence.reshape(ROWS, COLS)
+        tiles[PLAYER], confidence[PLAYER] = self.classes.index("player"), 1.0
+
+        tags = {"night"} if daylight < 0.5 else set()
+        if sleeping:
+            tags.add("sleeping")
+        return Percept(tiles=tiles, confidence=confidence, classes=self.classes, player=PLAYER,
+                       facing=facing, counters=self._counters(items), tags=frozenset(tags))
+
+    @staticmethod
+    def _fit(tables: tuple[np.ndarray, ...], pixels: np.ndarray) -> tuple[int, float]:
+        """Best (sprite, daylight) for the centre tile, daylight refined by a parabola."""
+        w, wp, p2 = tables
+        err = (w @ (pixels * pixels))[:, None] - 2 * (wp @ pixels).reshape(p2.shape) + p2
+        sprite, i = np.unravel_index(int(err.argmin()), err.shape)
+        step = _DAYLIGHTS[1] - _DAYLIGHTS[0]
+        daylight = _DAYLIGHTS[i]
+        if 0 < i < len(_DAYLIGHTS) - 1:
+            lo, mid, hi = err[sprite, i - 1:i + 2]
+            curve = lo - 2 * mid + hi
+            if curve > 0:
+                daylight += step * 0.5 * (lo - hi) / curve
+        return int(sprite), float(daylight)
+
+    def _scores(self, view: np.ndarray, daylight: float, sleeping: bool) -> np.ndarray:
+        """(63, templates) log-likelihood plus log-prior of each tile under each template."""
+        a, b, e, k = light(daylight, self._vignette)
+        e = e + (_CENTRE * (a + b))[..., None]
+        noise = k * k * _NOISE_VAR
+        coef = np.empty((7, *a.shape), np.float32)
+        if sleeping:
+            # Observed: red = 0.5 * luma(lit) - 0.5 (R == G after greying, B = R + 8).
+            g = 0.5 * (a + b)
+            var = _ROUNDING_VAR + 0.25 * noise
+            resid = (view[..., 0] - (0.5 * (e @ _LUMA) - 0.5)) * (g / var)
+            coef[:3] = resid * _LUMA[:, None, None]
+            coef[3:6] = 0.0
+            coef[6] = -0.5 * g * g / var
+        else:
+            # Noise covariance s2*I + noise*11^T; its inverse is (I - alpha*11^T) / s2.
+            s2 = _ROUNDING_VAR
+            alpha = noise / (s2 + 3 * noise)
+            r = view - (e - 0.5)
+            z = (r - (alpha * r.sum(-1))[..., None]) / s2
+            zs = np.moveaxis(z, -1, 0)
+            coef[:3] = a * zs + (b * zs.sum(0)) * _LUMA[:, None, None]
+            coef[3] = -0.5 * a * a / s2
+            coef[4] = 0.5 * a * a * alpha / s2
+            coef[5] = -0.5 * a * b * (1 - 3 * alpha) / s2
+            coef[6] = -1.5 * b * b * (1 - 3 * alpha) / s2
+        u = self.unit
+        tiles = coef.reshape(7, ROWS, u, COLS, u).transpose(1, 3, 0, 2, 4).reshape(ROWS * COLS, -1)
+        return tiles @ self._templates + self._log_prior
+
+    def _counters(self, items: np.ndarray) -> dict[str, int]:
+        slots = self._split_items(items)
+        err = ((self._slots - slots[:, None]) ** 2).sum(-1)
+        return dict(zip(ITEMS, err.argmin(1).tolist(), strict=True))

@@ -1,0 +1,178 @@
+"""``cairn``: run the agent, replay recorded episodes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.config import ConfigError, RunConfig, load_config
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (UserError, ConfigError) as err:
+        print(f"cairn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cairn: interrupted; recordings and the store keep every completed step",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cairn",
+        description="Cairn: a game agent that sees the screen, acts through the game's "
+                    "inputs and learns from every attempt.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the agent on the environment a config names",
+        description="Run the agent for some episodes, recording each one and adding every "
+                    "attempt to the experience store. Prints a progress line and a final "
+                    "table (achievements per episode, score, steps/s).")
+    run.add_argument("config", help="YAML run config, e.g. configs/crafter.yaml")
+    run.add_argument("--episodes", type=int, help="episodes to run (default: the config's)")
+    run.add_argument("--seed", type=int,
+                     help="world seed of the first episode; episode i uses seed+i")
+    run.add_argument("--store", help="experience store file (SQLite); created if missing, "
+                                     "read and extended if it exists")
+    run.add_argument("--out", help="directory for this run's recordings (a subfolder per run)")
+    run.add_argument("--max-steps", type=int,
+                     help="stop each episode after this many env steps")
+    run.add_argument("--no-record", action="store_true", help="do not record episodes")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser(
+        "replay", help="play back a recorded episode",
+        description="Print the timeline of a recorded episode (attempts and their diagnoses) "
+                    "and optionally write it as a GIF.")
+    replay.add_argument("episode", help="an episode directory written by 'cairn run'")
+    replay.add_argument("--gif", help="write the frames to this GIF file")
+    replay.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
+    replay.set_defaults(func=cmd_replay)
+    return parser
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise UserError(f"--{name} must be a positive number, got {value}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runtime.loop import Agent
+    from runtime.metrics import crafter_score, success_rates
+    from runtime.store import ExperienceStore, StoreError
+
+    _positive("episodes", args.episodes)
+    _positive("max-steps", args.max_steps)
+    overrides = {k: v for k, v in {
+        "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
+        "max_steps": args.max_steps}.items() if v is not None}
+    config = load_config(args.config, overrides)
+    run_dir = None
+    if not args.no_record:
+        run_dir = Path(config.out) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    Path(config.store).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store = ExperienceStore(config.store)
+    except StoreError as err:
+        raise UserError(str(err)) from None
+    with store:
+        try:
+            agent = Agent(config, store, run_dir)
+        except ValueError as err:
+            raise UserError(f"{args.config}: {err}") from None
+        results = []
+        for i in range(config.episodes):
+            progress = Progress(i, config, enabled=not args.quiet)
+            results.append(agent.run_episode(config.seed + i, i, progress.update))
+            progress.finish()
+    # The env's own achievement list (privileged, for scoring only); else what was seen.
+    achievements = getattr(agent.env, "achievement_names", None) or sorted(
+        set().union(*(r.unlocked for r in results)))
+    rates = success_rates([r.unlocked for r in results], achievements)
+    print_table(results, rates, crafter_score(rates), run_dir)
+    return 0
+
+
+class Progress:
+    """One self-rewriting line on a terminal; a line every 10 s otherwise."""
+
+    def __init__(self, index: int, config: RunConfig, enabled: bool = True):
+        self.index, self.episodes = index, config.episodes
+        limit = config.max_steps or config.env.kwargs.get("length")
+        self.limit = f"/{limit}" if limit else ""
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.started = self.last = time.perf_counter()
+
+    def update(self, ep) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not self.tty and now - self.last < 10):
+            return
+        if self.tty and now - self.last < 0.2:
+            return
+        self.last = now
+        rate = ep.step / max(now - self.started, 1e-9)
+        line = (f"episode {self.index + 1}/{self.episodes}  step {ep.step}{self.limit}  "
+                f"reward {ep.total_reward:.1f}  {rate:.0f} steps/s")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
+              file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def print_table(results, rates: dict[str, float], score: float, run_dir: Path | None) -> None:
+    header = f"{'episode':<22} {'seed':>6} {'steps':>6} {'reward':>7} {'attempts':>8} " \
+             f"{'steps/s':>8}  achievements"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        sps = r.steps / max(r.seconds, 1e-9)
+        names = ", ".join(sorted(r.unlocked)) or "-"
+        print(f"{r.episode:<22} {r.seed:>6} {r.steps:>6} {r.reward:>7.1f} {r.attempts:>8} "
+              f"{sps:>8.0f}  {names}")
+    total_steps = sum(r.steps for r in results)
+    total_time = sum(r.seconds for r in results)
+    print("-" * len(header))
+    print(f"score {score:.2f}  over {len(results)} episode(s), {len(rates)} achievements; "
+          f"{total_steps / max(total_time, 1e-9):.0f} steps/s overall")
+    if run_dir is not None:
+        print(f"recordings: {run_dir}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from runtime.recording import RecordingError, export_video, load_episode
+
+    try:
+        episode = load_episode(Path(args.episode))
+    except RecordingError as err:
+        raise UserError(str(err)) from None
+    status = "finished" if episode.finished else "unfinished (marked truncated)"
+    print(f"{args.episode}: {len(episode.actions)} steps, {len(episode.attempts)} attempts, "
+          f"{status}")
+    for t in episode.attempts:
+        d = t.diagnosis
+        deltas = " ".join(f"{k}{v:+d}" for k, v in sorted(d.counter_deltas.items()))
+        print(f"  steps {t.step_start:>5}-{t.step_end:<5} {t.subgoal.key:<28} "
+              f"{d.cause:<20} progress {d.progress:.2f}  {deltas}")
+    if args.gif:
+        export_video(episode, Path(args.gif), fps=args.fps)
+        print(f"wrote {args.gif}")
+    return 0

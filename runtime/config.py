@@ -1,0 +1,171 @@
+"""The one place that loads and validates run configuration.
+
+A config is YAML filled into typed dataclasses; unknown keys, wrong types and missing
+files raise ``ConfigError`` with a one-line message that names the key or the path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or value that Cairn cannot use; the message says which and why."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "Cairn/Crafter-v0"
+    """Gymnasium id of the environment (registered by ``envs``)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make`` (e.g. ``size``, ``length``)."""
+
+
+@dataclass
+class ActionsConfig:
+    """Which of the env's actions play the generic roles; every other action is tried by name."""
+
+    noop: str = "noop"
+    """The action that does nothing."""
+    interact: str = "do"
+    """The action that acts on the faced tile."""
+    sleep: str | None = "sleep"
+    """The action that rests, if the game has one."""
+    moves: dict[str, list[int]] = field(default_factory=dict)
+    """Movement action name -> [drow, dcol] on the screen grid."""
+
+
+@dataclass
+class AgentConfig:
+    max_attempt_steps: int = 60
+    """Steps after which an attempt ends with a timeout."""
+    interact_tries: int = 6
+    """How often the interact action is pressed on a reached target before giving up."""
+    explore_steps: int = 10
+    """Steps one exploration attempt walks."""
+    sleep_steps: int = 120
+    """Longest a sleep attempt lasts."""
+    health_counter: str | None = "health"
+    """The on-screen counter that is the agent's health (for damage and death diagnosis)."""
+    stagnation_window: int = 12
+    """Steps without movement or frame change that count as stagnation."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "crafter"
+    """Run name; names the output folder under ``out``."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    perception: str = "crafter"
+    """Which screen parser turns frames into Percepts."""
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    episodes: int = 1
+    """Episodes to run."""
+    seed: int = 0
+    """World seed of the first episode; episode i uses seed + i."""
+    store: str = "runs/experience.sqlite"
+    """Experience store file, shared across runs so knowledge carries over."""
+    out: str = "runs"
+    """Directory for recordings and reports."""
+    max_steps: int | None = None
+    """Stop each episode after this many env steps (None: the env's own limit)."""
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config, apply ``overrides`` (dotted keys allowed), and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({_first_line(err)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    try:
+        return build(RunConfig, raw, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Fill dataclass ``cls`` from ``raw``, checking every key and type."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{prefix.rstrip('.') or 'config'}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key '{prefix}{key}' (known: {known})")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = build(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _check_type(value, hint, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    if _matches(value, hint):
+        return value
+    raise ConfigError(f"'{key}' must be {_describe(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        return isinstance(value, dict) and all(
+            _matches(k, key_t) and _matches(v, val_t) for k, v in value.items())
+    if origin is list:
+        (item_t,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item_t) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        return "a mapping"
+    if origin is list:
+        return "a list"
+    return f"a {getattr(hint, '__name__', hint)}"
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]

@@ -1,0 +1,176 @@
+"""Generic controllers: the only ways the agent acts, none of them knowing a game's rules.
+
+A controller is a generator: it yields action *names*, the executor steps the env and
+updates the world model, and the controller reads the world before yielding the next one.
+Its return value is an ``Outcome`` saying how far it got and whether it saw an effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.config import ActionsConfig, AgentConfig
+from runtime.records import Subgoal
+from runtime.world import Direction, WorldModel
+
+
+@dataclass
+class Outcome:
+    """How a controller's attempt went, in its own terms (the diagnosis judges it)."""
+
+    effect: bool = False
+    target_visible: bool = True
+    path_found: bool = True
+    reached: bool = True
+    distance_start: float | None = None
+    distance_end: float | None = None
+    target: tuple[int, int] | None = None
+    detail: str = ""
+
+
+@dataclass
+class AttemptView:
+    """What a controller may read while it runs: the world and what changed so far."""
+
+    world: WorldModel
+    counters_start: dict[str, int]
+    reward: float = 0.0
+    events: list[str] = field(default_factory=list)
+
+    def effect(self, target: tuple[int, int] | None, kind_before: str | None) -> bool:
+        """Did the action do something: a reward, a counter change that does not happen on
+        its own, or the target tile turning into something else?"""
+        if self.reward > 0:
+            return True
+        if self.world.unexplained_changes(self.counters_start, self.world.percept.counters):
+            return True
+        return target is not None and self.world.kind_at(target) != kind_before
+
+
+Controller = Generator[str, None, Outcome]
+
+
+class Controllers:
+    """Builds the controller for a subgoal from the action roles in the config."""
+
+    def __init__(self, actions: ActionsConfig, agent: AgentConfig, rng: np.random.Generator):
+        self.actions = actions
+        self.agent = agent
+        self.rng = rng
+        self.move_names = {tuple(d): name for name, d in actions.moves.items()}
+
+    def start(self, subgoal: Subgoal, view: AttemptView) -> Controller:
+        if subgoal.controller == "interact" and subgoal.target:
+            return self.interact(view, subgoal.target)
+        if subgoal.controller == "use" and subgoal.target:
+            return self.use(view, subgoal.target)
+        if subgoal.controller == "explore":
+            return self.explore(view)
+        if subgoal.controller == "sleep" and self.actions.sleep:
+            return self.sleep(view)
+        raise ValueError(f"no controller for subgoal '{subgoal.key}'")
+
+    def move(self, direction: Direction) -> str:
+        return self.move_names[direction]
+
+    def go_next_to(self, view: AttemptView, kind: str, outcome: Outcome) -> Controller:
+        """Walk until facing a remembered ``kind`` tile; replans after every blocked step."""
+        world = view.world
+        budget = self.agent.max_attempt_steps
+        replans = 0
+        while budget > 0:
+            if world.kind_at(world.facing_position()) == kind:
+                outcome.target = world.facing_position()
+                outcome.distance_end = 1.0
+                return outcome
+            route = world.path_to(kind)
+            if route is None:
+                outcome.path_found = False
+                outcome.reached = False
+                return outcome
+            moves, target = route
+            if outcome.distance_start is None:
+                outcome.distance_start = float(len(moves))
+            outcome.distance_end = float(len(moves))
+            for d in moves:
+                before = world.position
+                yield self.move(d)
+                budget -= 1
+                if world.position == before:
+                    break  # blocked or turned to face: look again from here
+            else:
+                continue
+            if world.kind_at(world.facing_position()) != kind:
+                replans += 1
+                if replans > 3:
+                    outcome.path_found = False
+                    outcome.reached = False
+                    outcome.detail = "blocked on the way"
+                    return outcome
+        outcome.reached = False
+        outcome.detail = "ran out of steps"
+        return outcome
+
+    def interact(self, view: AttemptView, kind: str) -> Controller:
+        outcome = Outcome()
+        if world_lacks(view.world, kind):
+            outcome.target_visible = False
+            outcome.reached = False
+            return outcome
+        outcome = yield from self.go_next_to(view, kind, outcome)
+        if not outcome.reached:
+            return outcome
+        target = outcome.target
+        for _ in range(self.agent.interact_tries):
+            yield self.actions.interact
+            if view.effect(target, kind):
+                outcome.effect = True
+                return outcome
+            if view.world.facing_position() != target:
+                break
+        return outcome
+
+    def use(self, view: AttemptView, action: str) -> Controller:
+        world = view.world
+        target = world.facing_position()
+        before = world.kind_at(target)
+        yield action
+        return Outcome(target=target, effect=view.effect(target, before))
+
+    def explore(self, view: AttemptView) -> Controller:
+        world = view.world
+        seen = world.cells_seen
+        direction = world.frontier_direction(self.rng)
+        blocked = 0
+        for _ in range(self.agent.explore_steps):
+            before = world.position
+            yield self.move(direction)
+            if world.position == before:
+                blocked += 1
+                options = [d for d in self.move_names if d != direction]
+                direction = options[int(self.rng.integers(len(options)))]
+        outcome = Outcome(effect=world.cells_seen > seen)
+        if blocked >= self.agent.explore_steps // 2:
+            outcome.detail = "blocked while exploring"
+        return outcome
+
+    def sleep(self, view: AttemptView) -> Controller:
+        slept = False
+        for _ in range(self.agent.sleep_steps):
+            yield self.actions.sleep
+            asleep = "sleeping" in view.world.percept.tags
+            slept = slept or asleep
+            if slept and not asleep:
+                return Outcome(effect=True, detail="woke up")
+        return Outcome(effect=False, detail="still asleep" if slept else "never fell asleep")
+
+
+def world_lacks(world: WorldModel, kind: str) -> bool:
+    """True if no tile of ``kind`` is remembered near the agent."""
+    if kind not in world.classes:
+        return True
+    grid, _ = world.window(12)
+    return not np.any(grid == world.classes.index(kind))

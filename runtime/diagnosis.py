@@ -1,0 +1,151 @@
+"""Turn one attempt into a Diagnosis: what changed, why it ended, and how close it came.
+
+Causes come from a closed vocabulary decided by rules, in a fixed order of precedence,
+so the same attempt always gets the same diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from runtime.controllers import Outcome
+from runtime.records import Cause, Diagnosis, State, Subgoal
+
+DEADLOCK_REPEATS = 3
+DEADLOCK_WINDOW = 6
+
+
+@dataclass
+class Trace:
+    """What the executor saw while an attempt ran, one entry per env step."""
+
+    positions: list[tuple[int, int]] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    reward: float = 0.0
+    died: bool = False
+    truncated: bool = False
+    timed_out: bool = False
+    blocked_by: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.positions)
+
+
+class MotionMonitor:
+    """Stagnation and loop detection over the episode's recent positions and frames.
+
+    Stagnation: neither the position nor the view changed for ``window`` steps.
+    Loop: over ``3 * window`` steps the agent kept moving but stayed within a few cells.
+    """
+
+    def __init__(self, window: int = 12):
+        self.window = window
+        self.positions: deque[tuple[int, int]] = deque(maxlen=3 * window)
+        self.frames: deque[int] = deque(maxlen=window)
+
+    def add(self, position: tuple[int, int], frame_key: int) -> None:
+        self.positions.append(position)
+        self.frames.append(frame_key)
+
+    def reset(self) -> None:
+        self.positions.clear()
+        self.frames.clear()
+
+    def stagnant(self) -> bool:
+        if len(self.frames) < self.window:
+            return False
+        recent = list(self.positions)[-self.window:]
+        return len(set(recent)) == 1 and len(set(self.frames)) <= 2
+
+    def looping(self) -> bool:
+        if len(self.positions) < self.positions.maxlen:
+            return False
+        moves = sum(a != b for a, b in zip(self.positions, list(self.positions)[1:], strict=False))
+        return moves >= self.window and len(set(self.positions)) <= 4
+
+
+class Diagnoser:
+    """Builds diagnoses; remembers recent failures to recognise deadlock."""
+
+    def __init__(self, health_counter: str | None, monitor: MotionMonitor):
+        self.health_counter = health_counter
+        self.monitor = monitor
+        self.recent_failures: deque[tuple[str, Cause]] = deque(maxlen=DEADLOCK_WINDOW)
+
+    def diagnose(
+        self,
+        subgoal: Subgoal,
+        pre: State,
+        post: State,
+        trace: Trace,
+        outcome: Outcome,
+        changed_tiles: list[tuple[int, int, str | None, str | None]],
+        succeeded_elsewhere: bool = False,
+    ) -> Diagnosis:
+        """``outcome`` is the controller's Outcome; ``succeeded_elsewhere`` says whether this
+        subgoal has worked before under another condition (so a requirement may be missing)."""
+        deltas = {
+            k: post.counters.get(k, 0) - pre.counters.get(k, 0)
+            for k in set(pre.counters) | set(post.counters)
+            if post.counters.get(k, 0) != pre.counters.get(k, 0)
+        }
+        health_delta = deltas.get(self.health_counter, 0) if self.health_counter else 0
+        stagnation = self.monitor.stagnant()
+        loop = self.monitor.looping()
+        success = bool(outcome.effect) and not trace.died and trace.blocked_by is None
+        cause = self._cause(success, trace, outcome, health_delta, stagnation, loop,
+                            succeeded_elsewhere)
+        detail = outcome.detail
+        if not success:
+            cause, detail = self._deadlock(subgoal, cause, detail)
+        return Diagnosis(
+            success=success, cause=cause, counter_deltas=deltas, reward=trace.reward,
+            changed_tiles=changed_tiles,
+            progress=_progress(outcome, deltas, success),
+            distance=outcome.distance_end, health_delta=health_delta, steps=trace.steps,
+            stagnation=stagnation, loop=loop, detail=detail,
+        )
+
+    @staticmethod
+    def _cause(success, trace, outcome, health_delta, stagnation, loop, succeeded_elsewhere):
+        if trace.died:
+            return Cause.DIED
+        if trace.blocked_by is not None:
+            return Cause.GUARDRAIL_BLOCKED
+        if success:
+            return Cause.SUCCESS
+        if not outcome.target_visible:
+            return Cause.TARGET_NOT_VISIBLE
+        if not outcome.path_found:
+            return Cause.PATH_BLOCKED
+        if health_delta < 0:
+            return Cause.DAMAGE_TAKEN
+        if stagnation:
+            return Cause.STAGNATION
+        if loop:
+            return Cause.LOOP
+        if trace.timed_out or not outcome.reached:
+            return Cause.TIMEOUT
+        return Cause.MISSING_REQUIREMENT if succeeded_elsewhere else Cause.NO_EFFECT
+
+    def _deadlock(self, subgoal: Subgoal, cause: Cause, detail: str) -> tuple[Cause, str]:
+        """The same failure three times across two or more subgoals is a deadlock."""
+        self.recent_failures.append((subgoal.key, cause))
+        same = [key for key, c in self.recent_failures if c == cause]
+        if len(same) >= DEADLOCK_REPEATS and len(set(same)) >= 2 and cause != Cause.DIED:
+            self.recent_failures.clear()
+            return Cause.DEADLOCK, f"{cause} repeated across {', '.join(sorted(set(same)))}"
+        return cause, detail
+
+
+def _progress(outcome: Outcome, deltas: dict[str, int], success: bool) -> float:
+    """0.4 for closing the distance, 0.4 for any counter change, 0.2 for the goal itself."""
+    moved = 0.0
+    if outcome.distance_start:
+        end = outcome.distance_end if outcome.distance_end is not None else outcome.distance_start
+        moved = max(0.0, min(1.0, 1 - (end - 1) / outcome.distance_start))
+    elif outcome.reached:
+        moved = 1.0
+    return round(0.4 * moved + 0.4 * bool(deltas) + 0.2 * success, 3)

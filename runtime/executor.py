@@ -1,0 +1,166 @@
+"""Runs one subgoal attempt against the env and turns it into an ExperienceTuple."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from perception.percept import UNKNOWN, Percept
+from runtime.config import RunConfig
+from runtime.controllers import AttemptView, Controllers, Outcome
+from runtime.diagnosis import Diagnoser, MotionMonitor, Trace
+from runtime.records import ExperienceTuple, State, Subgoal
+from runtime.world import WorldModel
+
+#: A guard sees the action name about to be sent and the current state; it returns a
+#: reason to block the action, or None. Guardrails plug in here.
+Guard = Callable[[str, State], str | None]
+CHANGE_RADIUS = 2
+
+
+@dataclass
+class EpisodeState:
+    """Everything the executor carries from one attempt to the next within an episode."""
+
+    episode: str
+    world: WorldModel
+    step: int = 0
+    done: bool = False
+    terminated: bool = False
+    last_info: dict[str, Any] = field(default_factory=dict)
+    total_reward: float = 0.0
+
+
+class Executor:
+    """Steps the env for a controller until it finishes, fails, times out or the episode ends."""
+
+    def __init__(
+        self,
+        env: gym.Env,
+        parse: Callable[[np.ndarray], Percept],
+        config: RunConfig,
+        rng: np.random.Generator,
+        recorder: Any = None,
+        guards: list[Guard] | None = None,
+    ):
+        self.env = env
+        self.parse = parse
+        self.config = config
+        self.recorder = recorder
+        self.guards = guards or []
+        names = list(env.unwrapped.action_names)
+        self.action_ids = {name: i for i, name in enumerate(names)}
+        self.moves = {name: tuple(d) for name, d in config.actions.moves.items()}
+        self.passive = set(self.moves) | {config.actions.noop}
+        self.controllers = Controllers(config.actions, config.agent, rng)
+        self.monitor = MotionMonitor(config.agent.stagnation_window)
+        self.diagnoser = Diagnoser(config.agent.health_counter, self.monitor)
+        self.max_steps = config.max_steps
+
+    def attempt(
+        self, subgoal: Subgoal, ep: EpisodeState, succeeded_elsewhere: bool = False
+    ) -> ExperienceTuple:
+        world = ep.world
+        pre = snapshot(world, ep.step)
+        region_before = world.region(world.position, CHANGE_RADIUS)
+        center = world.position
+        view = AttemptView(world, dict(world.percept.counters))
+        trace = Trace()
+        primitives: list[int] = []
+        budget = self._budget(subgoal)
+        controller = self.controllers.start(subgoal, view)
+        outcome: Outcome | None = None
+        try:
+            name = next(controller)
+            while True:
+                reason = self._blocked(name, world, ep.step)
+                if reason is not None:
+                    trace.blocked_by = reason
+                    break
+                self._step(name, ep, view, trace)
+                primitives.append(self.action_ids[name])
+                if ep.done:
+                    break
+                if trace.steps >= budget:
+                    trace.timed_out = True
+                    break
+                name = controller.send(None)
+        except StopIteration as stop:
+            outcome = stop.value
+        finally:
+            controller.close()
+        outcome = outcome or Outcome(reached=False, detail="interrupted")
+        post = snapshot(world, ep.step)
+        changed = _changed_tiles(world, center, region_before)
+        diagnosis = self.diagnoser.diagnose(
+            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere)
+        return ExperienceTuple(
+            episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
+            subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)
+
+    def _budget(self, subgoal: Subgoal) -> int:
+        agent = self.config.agent
+        return agent.sleep_steps if subgoal.controller == "sleep" else agent.max_attempt_steps
+
+    def _blocked(self, name: str, world: WorldModel, step: int) -> str | None:
+        if not self.guards:
+            return None
+        state = snapshot(world, step)
+        for guard in self.guards:
+            reason = guard(name, state)
+            if reason is not None:
+                return reason
+        return None
+
+    def _step(self, name: str, ep: EpisodeState, view: AttemptView, trace: Trace) -> None:
+        action = self.action_ids[name]
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        ep.step += 1
+        if self.max_steps is not None and ep.step >= self.max_steps:
+            truncated = True
+        if self.recorder is not None:
+            self.recorder.record_step(action, frame, reward, terminated, truncated)
+        percept = self.parse(frame)
+        ep.world.observe(percept, self.moves.get(name), passive=name in self.passive)
+        self.monitor.add(ep.world.position, hash(percept.tiles.tobytes()))
+        trace.positions.append(ep.world.position)
+        trace.reward += reward
+        view.reward += reward
+        ep.total_reward += reward
+        ep.last_info = info
+        if terminated or truncated:
+            ep.done = True
+            ep.terminated = terminated
+            trace.died = terminated
+            trace.truncated = truncated
+
+
+def snapshot(world: WorldModel, step: int) -> State:
+    """The agent's belief at ``step``, as recorded in experience tuples."""
+    percept = world.percept
+    own = percept.tiles[percept.player]
+    visible = sorted(percept.classes[i] for i in np.unique(percept.tiles)
+                     if i != UNKNOWN and i != own)
+    return State(
+        step=step, position=world.position, facing=world.facing,
+        counters=dict(percept.counters), facing_kind=world.kind_at(world.facing_position()),
+        near=world.near(1), visible=visible, tags=sorted(percept.tags),
+    )
+
+
+def _changed_tiles(
+    world: WorldModel, center: tuple[int, int], before: np.ndarray
+) -> list[tuple[int, int, str | None, str | None]]:
+    """Tiles around where the attempt started whose remembered kind changed."""
+    after = world.region(center, CHANGE_RADIUS)
+    changed = []
+    for r, c in zip(*np.nonzero(before != after), strict=True):
+        if before[r, c] == UNKNOWN or after[r, c] == UNKNOWN:
+            continue
+        changed.append((int(r) - CHANGE_RADIUS, int(c) - CHANGE_RADIUS,
+                        world.classes[before[r, c]], world.classes[after[r, c]]))
+    return changed

@@ -1,0 +1,165 @@
+"""The perception-act loop: perceive, plan a subgoal, execute it, diagnose, store, repeat."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+import envs  # noqa: F401  (registers Cairn's env ids)
+from perception.percept import Percept
+from runtime.config import RunConfig
+from runtime.executor import EpisodeState, Executor, snapshot
+from runtime.planner import ExploringPlanner, PlanContext, Planner
+from runtime.recording import EpisodeRecorder
+from runtime.records import ExperienceTuple, condition_signature
+
+if TYPE_CHECKING:
+    from runtime.store import ExperienceStore
+from runtime.world import WorldModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeResult:
+    episode: str
+    seed: int
+    steps: int
+    reward: float
+    attempts: int
+    successes: int
+    seconds: float
+    terminated: bool
+    unlocked: set[str] = field(default_factory=set)
+    """Achievements the env reports (privileged: for the final table only)."""
+    directory: Path | None = None
+
+
+def make_parser(name: str, frame_shape: tuple[int, ...]) -> Callable[[np.ndarray], Percept]:
+    """The screen parser a config names, sized for the env's frames."""
+    if name == "crafter":
+        from perception.crafter import CrafterParser
+
+        return CrafterParser(size=frame_shape[0]).parse
+    raise ValueError(f"unknown perception '{name}' (known: crafter)")
+
+
+def by_name_actions(action_names: list[str], config: RunConfig) -> list[str]:
+    """Actions with no generic role: the ones the agent tries by name."""
+    roles = {config.actions.noop, config.actions.interact, config.actions.sleep}
+    roles |= set(config.actions.moves)
+    return [a for a in action_names if a not in roles]
+
+
+class Agent:
+    """Wires an env, a parser, a planner, the executor, the store and recordings together."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        store: ExperienceStore,
+        run_dir: Path | None,
+        planner: Planner | None = None,
+        env: gym.Env | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.run_dir = run_dir
+        self.env = env or gym.make(config.env.id, **config.env.kwargs).unwrapped
+        self.rng = np.random.default_rng(config.seed)
+        self.parse = make_parser(config.perception, self.env.observation_space.shape)
+        self.planner = planner or ExploringPlanner(self.rng)
+        self.action_names = list(self.env.action_names)
+        self.by_name = by_name_actions(self.action_names, config)
+        unknown = [a for a in (config.actions.noop, config.actions.interact,
+                               *config.actions.moves) if a not in self.action_names]
+        if config.actions.sleep and config.actions.sleep not in self.action_names:
+            unknown.append(config.actions.sleep)
+        if unknown:
+            raise ValueError(
+                f"actions {unknown} are not in the env's action set {self.action_names}")
+
+    def run_episode(
+        self, seed: int, index: int, on_step: Callable[[EpisodeState], None] | None = None
+    ) -> EpisodeResult:
+        episode = f"{self.config.name}-s{seed}-e{index}"
+        directory = self.run_dir / f"episode-{index:03d}" if self.run_dir else None
+        recorder = None
+        if directory is not None:
+            recorder = EpisodeRecorder(directory, self._metadata(seed, episode))
+        started = time.perf_counter()
+        try:
+            result = self._play(seed, episode, recorder, on_step)
+        except BaseException:
+            if recorder is not None:
+                recorder.close("error")
+            raise
+        if recorder is not None:
+            recorder.close("terminated" if result.terminated else "truncated")
+        result.seconds = time.perf_counter() - started
+        result.seed, result.directory = seed, directory
+        return result
+
+    def _play(self, seed, episode, recorder, on_step) -> EpisodeResult:
+        frame, info = self.env.reset(seed=seed)
+        if recorder is not None:
+            recorder.record_reset(frame)
+        world = WorldModel()
+        world.observe(self.parse(frame))
+        ep = EpisodeState(episode=episode, world=world, last_info=info)
+        executor = Executor(self.env, self.parse, self.config, self.rng, recorder)
+        attempts = successes = 0
+        while not ep.done:
+            ctx = self._context(ep)
+            subgoal = self.planner.next_subgoal(ctx)
+            worked_before = self._worked_before(subgoal.key, ctx.condition)
+            attempt = executor.attempt(subgoal, ep, worked_before)
+            self._keep(attempt, recorder)
+            self.planner.on_attempt(attempt, ctx)
+            attempts += 1
+            successes += attempt.diagnosis.success
+            if on_step is not None:
+                on_step(ep)
+        unlocked = _unlocked(ep.last_info)
+        return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,
+                             0.0, ep.terminated, unlocked)
+
+    def _context(self, ep: EpisodeState) -> PlanContext:
+        state = snapshot(ep.world, ep.step)
+        return PlanContext(
+            state=state, condition=condition_signature(state.predicates()),
+            by_name=self.by_name, can_sleep=self.config.actions.sleep is not None,
+            stats=self._stats)
+
+    def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
+        summary = self.store.summary(subgoal, condition)
+        if summary is None:
+            return 0, 0
+        return summary.attempts, summary.successes
+
+    def _worked_before(self, subgoal: str, condition: int) -> bool:
+        """Has this subgoal succeeded under some other condition (a requirement may be missing)?"""
+        everywhere = self._stats(subgoal, None)[1]
+        here = self._stats(subgoal, condition)[1]
+        return everywhere > here
+
+    def _keep(self, attempt: ExperienceTuple, recorder: EpisodeRecorder | None) -> None:
+        self.store.add(attempt)
+        if recorder is not None:
+            recorder.record_attempt(attempt)
+
+    def _metadata(self, seed: int, episode: str) -> dict[str, Any]:
+        return {"episode": episode, "seed": seed, "config": asdict(self.config),
+                "action_names": self.action_names}
+
+
+def _unlocked(info: dict[str, Any]) -> set[str]:
+    achievements = info.get("privileged", {}).get("achievements", {})
+    return {name for name, count in achievements.items() if count > 0}

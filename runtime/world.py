@@ -1,0 +1,214 @@
+"""The agent's own model of a grid world, built from Percepts alone.
+
+It keeps a map of every tile seen (so tiles perception is unsure of are filled from
+memory), estimates the agent's position by odometry (did the view shift after a move?),
+and learns which tile kinds can be walked onto from what happened when it tried.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception.percept import UNKNOWN, Percept
+
+Direction = tuple[int, int]
+DIRECTIONS: tuple[Direction, ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+@dataclass
+class WalkStats:
+    moved: int = 0
+    blocked: int = 0
+
+    @property
+    def walkable(self) -> bool:
+        """Optimistic: a kind is walkable until trying has mostly failed."""
+        return self.blocked < 2 or self.moved > self.blocked
+
+
+@dataclass
+class WorldModel:
+    """Map memory, odometry and learned walkability, in the agent's own coordinates."""
+
+    radius: int = 256
+    position: tuple[int, int] = (0, 0)
+    facing: Direction = (1, 0)
+    walk: dict[str, WalkStats] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    percept: Percept | None = None
+    cells_seen: int = 0
+    drift: dict[str, set[int]] = field(default_factory=dict)
+    """Counter -> directions (+1/-1) it has moved in on its own, while the agent only walked."""
+
+    def __post_init__(self) -> None:
+        size = 2 * self.radius
+        self._map = np.full((size, size), UNKNOWN, np.int16)
+
+    # -- updating -------------------------------------------------------------------------
+
+    def observe(
+        self, percept: Percept, move: Direction | None = None, passive: bool = False
+    ) -> bool:
+        """Take in a new percept after an action; ``move`` is the direction if it was a move.
+
+        ``passive`` says the action was a move or a no-op, so any counter change in this
+        step happened on its own (hunger, thirst...). Returns whether the agent moved.
+        """
+        if passive and self.percept is not None:
+            self._learn_drift(self.percept.counters, percept.counters)
+        moved = False
+        if move is not None and self.percept is not None:
+            moved = self._did_move(self.percept, percept, move)
+            faced = self.percept.name_at(
+                self.percept.player[0] + move[0], self.percept.player[1] + move[1])
+            if faced is not None:
+                stats = self.walk.setdefault(faced, WalkStats())
+                if moved:
+                    stats.moved += 1
+                else:
+                    stats.blocked += 1
+            if moved:
+                self.position = (self.position[0] + move[0], self.position[1] + move[1])
+        self.classes = percept.classes
+        self.facing = percept.facing
+        self.percept = percept
+        self._remember(percept)
+        return moved
+
+    def _learn_drift(self, before: dict[str, int], after: dict[str, int]) -> None:
+        for name, value in after.items():
+            change = value - before.get(name, 0)
+            if change:
+                self.drift.setdefault(name, set()).add(1 if change > 0 else -1)
+
+    def unexplained_changes(self, before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+        """Counter changes the agent has never seen happen on their own: an action's effect."""
+        changes = {}
+        for name in set(before) | set(after):
+            change = after.get(name, 0) - before.get(name, 0)
+            if change and (1 if change > 0 else -1) not in self.drift.get(name, ()):
+                changes[name] = change
+        return changes
+
+    def _did_move(self, before: Percept, after: Percept, move: Direction) -> bool:
+        """Compare the views: a move shifts every static tile by one against the motion."""
+        a, b = before.tiles, after.tiles
+        dr, dc = move
+        rows, cols = a.shape
+        shifted_before = a[max(dr, 0): rows + min(dr, 0), max(dc, 0): cols + min(dc, 0)]
+        shifted_after = b[max(-dr, 0): rows + min(-dr, 0), max(-dc, 0): cols + min(-dc, 0)]
+        moved_score = _agreement(shifted_before, shifted_after)
+        still_score = _agreement(a, b)
+        if moved_score != still_score:
+            return moved_score > still_score
+        faced = before.name_at(before.player[0] + dr, before.player[1] + dc)
+        return faced is not None and self.walkable(faced)
+
+    def _remember(self, percept: Percept) -> None:
+        rows, cols = percept.tiles.shape
+        top = self.position[0] - percept.player[0] + self.radius
+        left = self.position[1] - percept.player[1] + self.radius
+        if not (top >= 0 and top + rows <= self._map.shape[0]
+                and left >= 0 and left + cols <= self._map.shape[1]):
+            return
+        window = self._map[top: top + rows, left: left + cols]
+        known = percept.tiles != UNKNOWN
+        self.cells_seen += int(np.count_nonzero(window[known] == UNKNOWN))
+        window[known] = percept.tiles[known]
+
+    # -- queries --------------------------------------------------------------------------
+
+    def walkable(self, kind: str) -> bool:
+        stats = self.walk.get(kind)
+        return stats is None or stats.walkable
+
+    def kind_at(self, position: tuple[int, int]) -> str | None:
+        index = int(self._map[position[0] + self.radius, position[1] + self.radius])
+        return None if index == UNKNOWN else self.classes[index]
+
+    def facing_position(self) -> tuple[int, int]:
+        return (self.position[0] + self.facing[0], self.position[1] + self.facing[1])
+
+    def window(self, half: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """The remembered map within ``half`` cells of the agent, and its top-left position."""
+        row, col = self.position[0] + self.radius, self.position[1] + self.radius
+        top, left = max(row - half, 0), max(col - half, 0)
+        view = self._map[top: row + half + 1, left: col + half + 1]
+        return view, (top - self.radius, left - self.radius)
+
+    def region(self, center: tuple[int, int], half: int) -> np.ndarray:
+        """A copy of the remembered class indices within ``half`` cells of ``center``."""
+        r, c = center[0] + self.radius, center[1] + self.radius
+        return self._map[r - half: r + half + 1, c - half: c + half + 1].copy()
+
+    def near(self, half: int = 1) -> list[list[str | None]]:
+        """Names of the remembered tiles in the (2*half+1)^2 square around the agent."""
+        view, _ = self.window(half)
+        return [[None if i == UNKNOWN else self.classes[i] for i in row] for row in view]
+
+    def path_to(self, kind: str, half: int = 12) -> tuple[list[Direction], tuple[int, int]] | None:
+        """Shortest walk to a cell next to the nearest remembered ``kind`` tile.
+
+        Returns the moves and the target tile's position, or None if no tile of that kind
+        is known within ``half`` cells or none can be reached.
+        """
+        if kind not in self.classes:
+            return None
+        view, (top, left) = self.window(half)
+        target_index = self.classes.index(kind)
+        if not np.any(view == target_index):
+            return None
+        passable = self._passable(view)
+        start = (self.position[0] - top, self.position[1] - left)
+        previous: dict[tuple[int, int], tuple[tuple[int, int], Direction] | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            cell = queue.popleft()
+            for d in DIRECTIONS:
+                nxt = (cell[0] + d[0], cell[1] + d[1])
+                if not (0 <= nxt[0] < view.shape[0] and 0 <= nxt[1] < view.shape[1]):
+                    continue
+                if nxt in previous:
+                    continue
+                if view[nxt] == target_index:
+                    moves = _unwind(previous, cell) + [d]
+                    return moves, (nxt[0] + top, nxt[1] + left)
+                if passable[nxt]:
+                    previous[nxt] = (cell, d)
+                    queue.append(nxt)
+        return None
+
+    def _passable(self, view: np.ndarray) -> np.ndarray:
+        ok = np.zeros(len(self.classes) + 1, bool)
+        for i, name in enumerate(self.classes):
+            ok[i] = self.walkable(name)
+        return ok[view]  # UNKNOWN (-1) indexes the trailing False
+
+    def frontier_direction(self, rng: np.random.Generator, half: int = 12) -> Direction:
+        """The direction with the most never-seen cells ahead; ties broken at random."""
+        view, (top, left) = self.window(half)
+        row, col = self.position[0] - top, self.position[1] - left
+        unknown = view == UNKNOWN
+        counts = np.array([
+            unknown[:row].sum(), unknown[row + 1:].sum(),
+            unknown[:, :col].sum(), unknown[:, col + 1:].sum(),
+        ], float)
+        counts += rng.random(4) * (counts.max() * 0.5 + 1)
+        return DIRECTIONS[int(np.argmax(counts))]
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> int:
+    known = (a != UNKNOWN) & (b != UNKNOWN)
+    return int(np.count_nonzero((a == b) & known))
+
+
+def _unwind(previous: dict, cell: tuple[int, int]) -> list[Direction]:
+    moves: list[Direction] = []
+    while previous[cell] is not None:
+        cell, d = previous[cell]
+        moves.append(d)
+    return moves[::-1]
+

@@ -43,8 +43,9 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # PIL's convert("L")
 _TINT = np.array([0.0, 16.0, 64.0])  # LocalView._light's night tint
 _NOISE_MEAN, _NOISE_VAR = 79.5, 95.0**2 / 12  # uniform(32, 127)
 _ROUNDING_VAR = 0.25  # uint8 truncations, plus slack for the daylight estimate
+_SLEEP_VAR = 0.25
 _CENTRE = 128.0  # templates are scored as c - 128 to keep float32 sums small
-_DAYLIGHTS = np.linspace(0.0, 1.0, 101)
+_DAYLIGHTS = np.linspace(0.0, 1.0, 201)
 
 
 def light(daylight: float, vignette: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -102,8 +103,48 @@ def _features(clean: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.concatenate([c, quad], -1), -1, -3)  # (..., 7, y, x)
 
 
+def _by_tile(planes: np.ndarray, unit: int) -> np.ndarray:
+    """(n, 7u, 9u) per-pixel planes -> (n*u*u, 63): a column per tile, in _features' order."""
+    n = planes.shape[0]
+    return planes.reshape(n, ROWS, unit, COLS, unit).transpose(0, 2, 4, 1, 3).reshape(
+        -1, ROWS * COLS)
+
+
+def _scoring(daylight: float, vig: np.ndarray, sleeping: bool) -> tuple[np.ndarray, ...]:
+    """Per-pixel maps that turn a frame into linear coefficients on each template pixel.
+
+    The Gaussian log-likelihood of template pixels c (centred) given observed y is
+    ``l . c + q . (|c|^2, S^2, 2SL, L^2)`` up to a constant, where the linear coefficients
+    are ``l = gain * y + mix * sum(y) + offset`` (awake) or ``l = luma * gain * y_red + offset``
+    (asleep). Returns (gain, mix, offset planes, q planes); mix is None when asleep.
+    """
+    a, b, e, k = light(daylight, vig)
+    e = e + (_CENTRE * (a + b))[..., None] - 0.5  # centred templates; floor() at the end
+    noise = k * k * _NOISE_VAR
+    e = np.moveaxis(e, -1, 0)
+    zero = np.zeros_like(a)
+    if sleeping:
+        # Observed red = floor(0.5 * round(luma(floor(lit)))): R == G, B == R + 8.
+        g, var = 0.5 * (a + b), _SLEEP_VAR + 0.25 * noise
+        gain = g / var
+        offset = -_LUMA[:, None, None] * gain * (0.5 * np.tensordot(_LUMA, e, 1) - 0.25)
+        return gain, None, offset, np.stack([zero, zero, zero, -0.5 * g * g / var])
+    # Noise covariance s2*I + noise*11^T, whose inverse is (I - alpha*11^T) / s2.
+    s2 = _ROUNDING_VAR
+    alpha = noise / (s2 + 3 * noise)
+    gain = a / s2
+    mix = (_LUMA[:, None, None] * b * (1 - 3 * alpha) - a * alpha) / s2
+    offset = -(gain * e + mix * e.sum(0))
+    quad = np.stack([-0.5 * a * a, 0.5 * a * a * alpha, -0.5 * a * b * (1 - 3 * alpha),
+                     -1.5 * b * b * (1 - 3 * alpha)]) / s2
+    return gain, mix, offset, quad
+
+
 class CrafterParser:
-    """Parses ``size`` x ``size`` Crafter frames; all templates are built once, here."""
+    """Parses ``size`` x ``size`` Crafter frames; all templates are built once, here.
+
+    ``threshold`` is the class posterior below which a tile is reported ``UNKNOWN``.
+    """
 
     def __init__(self, size: int = 64, threshold: float = 0.99):
         self.size = size
@@ -113,9 +154,10 @@ class CrafterParser:
             raise ValueError(f"size must be at least {COLS}, got {size}")
         self.border = (size - u * COLS) // 2
         self.classes: tuple[str, ...] = SEMANTIC_NAMES
+        self._player_class = self.classes.index("player")
         self._facing = (1, 0)
         textures = engine.Textures(constants.root / "assets")
-        self._vignette = vignette(ROWS * u, COLS * u)
+        vig = vignette(ROWS * u, COLS * u)
 
         # Tile templates: every material (and the grey outside of the world), then every
         # object over every material it can stand on.
@@ -128,26 +170,45 @@ class CrafterParser:
                     clean.append(_tile(textures, u, ground, sprite))
                     labels.append(self.classes.index(name))
         labels = np.array(labels)
-        self._templates = _features(np.array(clean)).reshape(len(clean), -1).T.astype(np.float32)
+        features = _features(np.array(clean))  # (templates, 7, u, u)
+        self._linear = features[:, :3].reshape(len(clean), -1).astype(np.float32)
         onehot = np.eye(len(self.classes))[labels]
-        self._onehot = onehot.astype(np.float32)
+        self._onehot = onehot.T.astype(np.float32)
         # A uniform prior over the classes that have templates, shared by their templates.
-        self._log_prior = -np.log(onehot.sum(0)[labels] * len(set(labels.tolist())))
+        log_prior = -np.log(onehot.sum(0)[labels] * len(set(labels.tolist())))
+
+        # Scoring maps on a grid of daylights; the rest of each score (offsets, quadratic
+        # terms, prior) does not depend on the frame and is summed per tile here.
+        full = features.reshape(len(clean), -1)
+        nodes = {False: [], True: []}
+        for asleep, per in nodes.items():
+            for d in _DAYLIGHTS:
+                gain, mix, offset, quad = _scoring(d, vig, asleep)
+                table = full @ _by_tile(np.concatenate([offset, quad]), u) + log_prior[:, None]
+                per.append((gain.astype(np.float32), None if mix is None else
+                            mix.astype(np.float32), table.astype(np.float32)))
+        self._nodes = nodes
 
         # Player sprites: the pixels that come out the same over every ground are opaque.
         sprites = [*FACINGS, "player-sleep"]
-        grounds = [*_GROUND, "lava"]
-        drawn = np.array([[_tile(textures, u, g, s) for g in grounds] for s in sprites])
+        drawn = np.array([[_tile(textures, u, g, s) for g in (*_GROUND, "lava")]
+                          for s in sprites])
         opaque = (drawn == drawn[:, :1]).all(axis=(1, 4))  # (sprite, y, x)
-        centre = self._vignette[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        centre = vig[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
         awake = np.array([[self._awake_pixels(drawn[s, 0], d, centre) for d in _DAYLIGHTS]
                           for s in range(4)])  # (sprite, daylight, y, x, 3)
-        mask = np.broadcast_to(opaque[:4, ..., None], (4, u, u, 3))
+        awake = np.moveaxis(awake, -1, 2)  # planes, as parse() reads them
+        mask = np.broadcast_to(opaque[:4, None], (4, 3, u, u))
         self._awake_fit = self._fit_tables(awake, mask)
         asleep = np.array([[self._asleep_pixels(drawn[4, 0], d, centre) for d in _DAYLIGHTS]])
         self._asleep_fit = self._fit_tables(asleep, opaque[4:])
 
         self._slots = self._slot_templates(textures)
+        self._slot_norms = 0.5 * (self._slots**2).sum(-1)
+        self._facings = list(FACINGS.values())
+        self._luma = _LUMA.astype(np.float32)[:, None, None]
+        self._tile_index = np.arange(ROWS * COLS)
+        self._dusk = int(np.searchsorted(_DAYLIGHTS, 0.5))  # nodes below it are night
 
     # --- building ---------------------------------------------------------------------------
 
@@ -168,7 +229,8 @@ class CrafterParser:
         n, g = pred.shape[:2]
         w = mask.reshape(n, -1) / mask.reshape(n, -1).sum(-1, keepdims=True)
         p = pred.reshape(n, g, -1)
-        return w, (p * w[:, None]).reshape(n * g, -1), ((p**2) * w[:, None]).sum(-1)
+        tables = w, (p * w[:, None]).reshape(n * g, -1), ((p**2) * w[:, None]).sum(-1)
+        return tuple(t.astype(np.float32) for t in tables)
 
     def _slot_templates(self, textures: engine.Textures) -> np.ndarray:
         """(16, 10, pixels) item slots showing amounts 0..9, drawn by Crafter's ItemView."""
@@ -191,81 +253,51 @@ class CrafterParser:
             raise ValueError(
                 f"expected a ({self.size}, {self.size}, 3) RGB frame, got shape {frame.shape}")
         u, o = self.unit, self.border
-        view = frame[o:o + ROWS * u, o:o + COLS * u].astype(np.float32)
+        planes = frame[o:o + ROWS * u, o:o + COLS * u].transpose(2, 0, 1).astype(np.float32)
         items = frame[o + ROWS * u:o + (ROWS + 2) * u, o:o + COLS * u]
-        red, green, blue = view[..., 0], view[..., 1], view[..., 2]
-        sleeping = bool(np.abs(red - green).mean() < 0.5 and abs((blue - red).mean() - 8) < 0.5)
-
-        centre = view[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        centre = planes[:, PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        # Asleep, the view is grey (R == G) and tinted (B == R + 8); the player sprite in the
+        # centre is colourful whenever the player is awake, even in deep night.
+        red, green, blue = centre.reshape(3, -1)
+        sleeping = bool(np.abs(red - green).max() < 1 and np.abs(blue - red - 8).max() < 1)
         if sleeping:
-            _, daylight = self._fit(self._asleep_fit, centre[..., 0].ravel())
+            _, node = self._fit(self._asleep_fit, red)
             facing = self._facing
         else:
-            sprite, daylight = self._fit(self._awake_fit, centre.ravel())
-            facing = self._facing = list(FACINGS.values())[sprite]
+            sprite, node = self._fit(self._awake_fit, centre.ravel())
+            facing = self._facing = self._facings[sprite]
 
-        scores = self._scores(view, daylight, sleeping)
-        post = np.exp(scores - scores.max(1, keepdims=True))
-        post = post @ self._onehot
-        post /= post.sum(1, keepdims=True)
-        tiles = post.argmax(1)
-        confidence = post[np.arange(len(tiles)), tiles]
-        tiles = np.where(confidence >= self.threshold, tiles, UNKNOWN).reshape(ROWS, COLS)
-        confidence = confidence.reshape(ROWS, COLS)
-        tiles[PLAYER], confidence[PLAYER] = self.classes.index("player"), 1.0
+        gain, mix, table = self._nodes[sleeping][node]
+        if sleeping:
+            coef = self._luma * (gain * planes[0])
+        else:
+            coef = gain * planes + mix * (planes[0] + planes[1] + planes[2])
+        # Scores and posteriors are (templates, tiles): numpy reduces fast over rows.
+        scores = self._linear @ _by_tile(coef, u) + table
+        post = self._onehot @ np.exp(scores - scores.max(0))
+        post /= post.sum(0)
+        tiles = post.argmax(0)
+        confidence = post[tiles, self._tile_index]
+        tiles[confidence < self.threshold] = UNKNOWN
+        tiles, confidence = tiles.reshape(ROWS, COLS), confidence.reshape(ROWS, COLS)
+        tiles[PLAYER], confidence[PLAYER] = self._player_class, 1.0
 
-        tags = {"night"} if daylight < 0.5 else set()
+        tags = {"night"} if node < self._dusk else set()
         if sleeping:
             tags.add("sleeping")
         return Percept(tiles=tiles, confidence=confidence, classes=self.classes, player=PLAYER,
                        facing=facing, counters=self._counters(items), tags=frozenset(tags))
 
     @staticmethod
-    def _fit(tables: tuple[np.ndarray, ...], pixels: np.ndarray) -> tuple[int, float]:
-        """Best (sprite, daylight) for the centre tile, daylight refined by a parabola."""
+    def _fit(tables: tuple[np.ndarray, ...], pixels: np.ndarray) -> tuple[int, int]:
+        """(sprite, daylight node) whose prediction of the centre tile fits it best."""
         w, wp, p2 = tables
         err = (w @ (pixels * pixels))[:, None] - 2 * (wp @ pixels).reshape(p2.shape) + p2
-        sprite, i = np.unravel_index(int(err.argmin()), err.shape)
-        step = _DAYLIGHTS[1] - _DAYLIGHTS[0]
-        daylight = _DAYLIGHTS[i]
-        if 0 < i < len(_DAYLIGHTS) - 1:
-            lo, mid, hi = err[sprite, i - 1:i + 2]
-            curve = lo - 2 * mid + hi
-            if curve > 0:
-                daylight += step * 0.5 * (lo - hi) / curve
-        return int(sprite), float(daylight)
-
-    def _scores(self, view: np.ndarray, daylight: float, sleeping: bool) -> np.ndarray:
-        """(63, templates) log-likelihood plus log-prior of each tile under each template."""
-        a, b, e, k = light(daylight, self._vignette)
-        e = e + (_CENTRE * (a + b))[..., None]
-        noise = k * k * _NOISE_VAR
-        coef = np.empty((7, *a.shape), np.float32)
-        if sleeping:
-            # Observed: red = 0.5 * luma(lit) - 0.5 (R == G after greying, B = R + 8).
-            g = 0.5 * (a + b)
-            var = _ROUNDING_VAR + 0.25 * noise
-            resid = (view[..., 0] - (0.5 * (e @ _LUMA) - 0.5)) * (g / var)
-            coef[:3] = resid * _LUMA[:, None, None]
-            coef[3:6] = 0.0
-            coef[6] = -0.5 * g * g / var
-        else:
-            # Noise covariance s2*I + noise*11^T; its inverse is (I - alpha*11^T) / s2.
-            s2 = _ROUNDING_VAR
-            alpha = noise / (s2 + 3 * noise)
-            r = view - (e - 0.5)
-            z = (r - (alpha * r.sum(-1))[..., None]) / s2
-            zs = np.moveaxis(z, -1, 0)
-            coef[:3] = a * zs + (b * zs.sum(0)) * _LUMA[:, None, None]
-            coef[3] = -0.5 * a * a / s2
-            coef[4] = 0.5 * a * a * alpha / s2
-            coef[5] = -0.5 * a * b * (1 - 3 * alpha) / s2
-            coef[6] = -1.5 * b * b * (1 - 3 * alpha) / s2
-        u = self.unit
-        tiles = coef.reshape(7, ROWS, u, COLS, u).transpose(1, 3, 0, 2, 4).reshape(ROWS * COLS, -1)
-        return tiles @ self._templates + self._log_prior
+        sprite, node = np.unravel_index(int(err.argmin()), err.shape)
+        return int(sprite), int(node)
 
     def _counters(self, items: np.ndarray) -> dict[str, int]:
-        slots = self._split_items(items)
-        err = ((self._slots - slots[:, None]) ** 2).sum(-1)
+        """Nearest slot template per slot, by |t|^2 / 2 - t.s, as one batched product."""
+        slots = self._split_items(items)[..., None]
+        err = self._slot_norms - np.matmul(self._slots, slots)[..., 0]
         return dict(zip(ITEMS, err.argmin(1).tolist(), strict=True))

@@ -156,7 +156,8 @@ def _describe(hint: Any) -> str:
         return "a mapping"
     if origin is list:
         return "a list"
-    return f"a {getattr(hint, '__name__', hint)}"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -126,7 +126,7 @@ class Executor:
             self.recorder.record_step(action, frame, reward, terminated, truncated)
         percept = self.parse(frame)
         ep.world.observe(percept, self.moves.get(name), passive=name in self.passive)
-        self.monitor.add(ep.world.position, hash(percept.tiles.tobytes()))
+        self.monitor.add(ep.world.position, _surroundings_key(percept))
         trace.positions.append(ep.world.position)
         trace.reward += reward
         view.reward += reward
@@ -164,3 +164,11 @@ def _changed_tiles(
         changed.append((int(r) - CHANGE_RADIUS, int(c) - CHANGE_RADIUS,
                         world.classes[before[r, c]], world.classes[after[r, c]]))
     return changed
+
+
+def _surroundings_key(percept: Percept) -> int:
+    """The agent's own situation: the tile it faces and its counters. Unchanged means the
+    agent achieved nothing, whatever wanders through the rest of the view."""
+    r, c = percept.player
+    faced = int(percept.tiles[r + percept.facing[0], c + percept.facing[1]])
+    return hash((faced, tuple(percept.counters.values())))

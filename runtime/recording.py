@@ -208,6 +208,8 @@ class Episode:
 
     When the recording stops without a terminal step (killed, closed on an error or
     stopped early) the last step's ``truncated`` is set, so the episode has an end.
+    ``finished`` is meta.json's flag (closed by the recorder); ``torn`` names the files whose
+    last record was cut off and dropped.
     """
 
     directory: Path

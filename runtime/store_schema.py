@@ -75,7 +75,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open ``path`` as a Cairn store, creating or migrating it; raise StoreError if unusable."""
     _check_header(path)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open experience store {path}: {exc}; check the path") from exc
     try:

@@ -94,16 +94,20 @@ class WorldModel:
         return changes
 
     def _did_move(self, before: Percept, after: Percept, move: Direction) -> bool:
-        """Compare the views: a move shifts every static tile by one against the motion."""
-        a, b = before.tiles, after.tiles
+        """Compare the views: a move shifts every static tile by one against the motion.
+
+        The hypothesis with the smaller share of mismatched tiles wins; the player's own
+        tile is left out of both. A tie (a uniform field) is decided by walkability.
+        """
+        a, b = _without_player(before), _without_player(after)
         dr, dc = move
         rows, cols = a.shape
         shifted_before = a[max(dr, 0): rows + min(dr, 0), max(dc, 0): cols + min(dc, 0)]
         shifted_after = b[max(-dr, 0): rows + min(-dr, 0), max(-dc, 0): cols + min(-dc, 0)]
-        moved_score = _agreement(shifted_before, shifted_after)
-        still_score = _agreement(a, b)
-        if moved_score != still_score:
-            return moved_score > still_score
+        moved_miss = _mismatch(shifted_before, shifted_after)
+        still_miss = _mismatch(a, b)
+        if moved_miss != still_miss:
+            return moved_miss < still_miss
         faced = before.name_at(before.player[0] + dr, before.player[1] + dc)
         return faced is not None and self.walkable(faced)
 
@@ -200,9 +204,17 @@ class WorldModel:
         return DIRECTIONS[int(np.argmax(counts))]
 
 
-def _agreement(a: np.ndarray, b: np.ndarray) -> int:
+def _without_player(percept: Percept) -> np.ndarray:
+    tiles = percept.tiles.copy()
+    tiles[percept.player] = UNKNOWN
+    return tiles
+
+
+def _mismatch(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of tiles known in both views that differ."""
     known = (a != UNKNOWN) & (b != UNKNOWN)
-    return int(np.count_nonzero((a == b) & known))
+    count = int(np.count_nonzero(known))
+    return 1.0 if count == 0 else int(np.count_nonzero((a != b) & known)) / count
 
 
 def _unwind(previous: dict, cell: tuple[int, int]) -> list[Direction]:

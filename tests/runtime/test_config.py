@@ -1,0 +1,45 @@
+import pytest
+
+from runtime.config import ConfigError, load_config
+
+from ..conftest import ROOT
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_crafter_config_loads():
+    config = load_config(ROOT / "configs" / "crafter.yaml")
+    assert config.env.id == "Cairn/Crafter-v0"
+    assert config.actions.moves["move_up"] == [-1, 0]
+
+
+def test_overrides_replace_values_by_dotted_key(tmp_path):
+    config = load_config(write(tmp_path, "episodes: 2\n"), {"seed": 5, "agent.explore_steps": 3})
+    assert (config.episodes, config.seed, config.agent.explore_steps) == (2, 5, 3)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("episodez: 2\n", "unknown key 'episodez'"),
+    ("agent: {max_attempt_step: 3}\n", "unknown key 'agent.max_attempt_step'"),
+    ("episodes: two\n", "'episodes' must be an integer"),
+    ("episodes: true\n", "'episodes' must be an integer"),
+    ("actions: {moves: {move_left: left}}\n", "'actions.moves' must be a mapping"),
+    ("agent: 3\n", "'agent' must be a mapping"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("episodes: [\n", "not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value)
+    assert str(tmp_path / "run.yaml") in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")

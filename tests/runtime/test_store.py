@@ -1,0 +1,238 @@
+"""The experience store on real SQLite files: round trips, lookups, statistics, bad files."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
+from runtime.store import ExperienceStore, StoreError
+from runtime.store_schema import APPLICATION_ID, SCHEMA_VERSION
+
+KINDS = ["grass", "tree", "stone", "water", "table", None]
+SUBGOALS = [Subgoal("interact", "tree"), Subgoal("interact", "stone"),
+            Subgoal("place", "table"), Subgoal("explore")]
+
+
+def make_state(rng: random.Random, step: int) -> State:
+    return State(
+        step=step,
+        position=(rng.randint(0, 63), rng.randint(0, 63)),
+        facing=rng.choice([(0, 1), (1, 0), (0, -1), (-1, 0)]),
+        counters={"health": rng.randint(1, 9), "wood": rng.choice([0, 0, 1, 3])},
+        facing_kind=rng.choice(KINDS),
+        near=[[rng.choice(KINDS) for _ in range(3)] for _ in range(3)],
+        visible=rng.sample(["grass", "tree", "stone", "water"], 2),
+        tags=rng.choice([[], ["night"], ["night", "hungry"]]),
+    )
+
+
+def make_tuple(rng: random.Random, episode: str, step: int) -> ExperienceTuple:
+    steps = rng.randint(1, 9)
+    cause = rng.choice(list(Cause))
+    diagnosis = Diagnosis(
+        success=cause is Cause.SUCCESS, cause=cause,
+        counter_deltas={"wood": 1} if cause is Cause.SUCCESS else {},
+        reward=rng.choice([0.0, 1.0, -0.1]),
+        changed_tiles=[(2, 3, "tree", "grass")] if rng.random() < 0.5 else [],
+        progress=rng.random(), distance=rng.choice([None, 2.5]),
+        health_delta=rng.randint(-2, 0), steps=steps, stagnation=rng.random() < 0.2,
+        loop=rng.random() < 0.1, detail=rng.choice(["", "walked into water"]),
+    )
+    return ExperienceTuple(
+        episode, step, step + steps, make_state(rng, step), rng.choice(SUBGOALS),
+        [rng.randint(0, 16) for _ in range(steps)], diagnosis, make_state(rng, step + steps))
+
+
+@pytest.fixture
+def tuples() -> list[ExperienceTuple]:
+    rng = random.Random(7)
+    return [make_tuple(rng, f"ep{i // 40}", i) for i in range(200)]
+
+
+@pytest.fixture
+def store(tmp_path: Path, tuples: list[ExperienceTuple]) -> ExperienceStore:
+    with ExperienceStore(tmp_path / "store.db") as s:
+        s.add_many(tuples[:150])
+        for t in tuples[150:]:
+            s.add(t)
+        yield s
+
+
+def ids(ts) -> set[int]:
+    return {t.id for t in ts}
+
+
+def test_round_trip_keeps_every_field(store, tuples):
+    assert store.count() == len(tuples)
+    assert [t.id for t in tuples] == list(range(1, len(tuples) + 1))
+    for t in tuples:
+        back = store.get(t.id)
+        assert back.to_dict() == t.to_dict()
+        assert (back.condition, back.spatial, back.tags) == (t.condition, t.spatial, t.tags)
+    assert store.get(10_000) is None
+
+
+def test_condition_lookup_finds_exactly_its_tuples(store, tuples):
+    for sig in {t.condition for t in tuples[:30]}:
+        expected = [t for t in tuples if t.condition == sig]
+        hits = store.by_condition(sig, limit=1000)
+        assert hits.ids == sorted(ids(expected), reverse=True)  # newest first
+        assert [h.to_dict() for h in hits] == [t.to_dict() for t in reversed(expected)]
+        for sub in SUBGOALS:
+            want = ids(t for t in expected if t.subgoal == sub)
+            assert ids(store.by_condition(sig, sub.key, limit=1000)) == want
+    assert len(store.by_condition(tuples[0].condition, limit=1)) == 1
+    assert list(store.by_condition(12345)) == []
+    assert list(store.by_condition(tuples[0].condition, "never:tried")) == []
+
+
+def test_spatial_tag_and_episode_lookups(store, tuples):
+    for cell in {t.spatial for t in tuples[:20]}:
+        assert ids(store.by_spatial(cell, limit=1000)) == ids(
+            t for t in tuples if t.spatial == cell)
+    all_tags = {tag for t in tuples for tag in t.tags}
+    assert {"night", "cause:success", "subgoal:explore", "facing:tree"} <= all_tags
+    for tag in all_tags:
+        assert ids(store.by_tag(tag, limit=1000)) == ids(t for t in tuples if tag in t.tags)
+    hits = store.by_tag("night", limit=3)
+    assert hits.ids == sorted(ids(t for t in tuples if "night" in t.tags), reverse=True)[:3]
+    assert list(store.by_tag("no-such-tag")) == []
+    episode = store.by_episode("ep2")
+    assert [h.to_dict() for h in episode] == [t.to_dict() for t in tuples[80:120]]
+    assert list(store.by_episode("ep-unknown")) == []
+
+
+def test_summaries_follow_successes_and_failures(store, tuples):
+    for sub in SUBGOALS:
+        mine = [t for t in tuples if t.subgoal == sub]
+        stats = store.summary(sub.key)
+        assert stats.attempts == len(mine)
+        assert stats.successes == sum(t.diagnosis.success for t in mine)
+        assert stats.mean_progress == pytest.approx(
+            sum(t.diagnosis.progress for t in mine) / len(mine))
+        assert stats.mean_steps == pytest.approx(
+            sum(t.diagnosis.steps for t in mine) / len(mine))
+        assert sum(stats.causes.values()) == len(mine)
+        assert stats.causes.get("success", 0) == stats.successes
+        assert stats.last_cause == str(mine[-1].diagnosis.cause)
+        assert stats.last_episode == mine[-1].episode
+        assert store.subgoal_stats()[sub.key] == stats
+        sig = mine[0].condition
+        under = [t for t in mine if t.condition == sig]
+        one = store.summary(sub.key, sig)
+        assert (one.condition, one.attempts) == (sig, len(under))
+        assert one.successes == sum(t.diagnosis.success for t in under)
+    assert store.summary("never:tried").attempts == 0
+    assert store.summary("never:tried").success_rate == 0.0
+
+
+def test_another_process_reads_what_one_wrote(tmp_path, tuples):
+    path = tmp_path / "shared.db"
+    with ExperienceStore(path) as writer:
+        writer.add_many(tuples)
+        with ExperienceStore(path) as reader:  # a second connection, open while writing
+            assert reader.get(5).to_dict() == tuples[4].to_dict()
+            writer.add(make_tuple(random.Random(1), "late", 0))
+            assert reader.count() == len(tuples) + 1
+    script = (
+        "import sys, json\n"
+        "from runtime.store import ExperienceStore\n"
+        "with ExperienceStore(sys.argv[1]) as s:\n"
+        "    print(json.dumps([s.count(), s.get(7).to_dict(), s.summary('explore').attempts]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    count, seventh, explores = json.loads(out)
+    assert count == len(tuples) + 1
+    assert seventh == json.loads(json.dumps(tuples[6].to_dict()))
+    assert explores == sum(t.subgoal.key == "explore" for t in tuples)
+
+
+def test_add_many_is_all_or_nothing(tmp_path, tuples):
+    path = tmp_path / "atomic.db"
+    with ExperienceStore(path) as s:
+        s.add_many(tuples[:10])
+        batch = tuples[10:20]
+        for t in batch:
+            t.episode = "fresh"  # a new name, interned inside the failing transaction
+        batch[6].step_start = 2**70  # does not fit SQLite's INTEGER: fails mid-insert
+        with pytest.raises(OverflowError):
+            s.add_many(batch)
+        assert s.count() == 10
+        assert all(t.id is None for t in batch)
+        assert s.summary(batch[0].subgoal.key).attempts == sum(
+            t.subgoal == batch[0].subgoal for t in tuples[:10])
+        assert list(s.by_episode("fresh")) == []
+        batch[6].step_start = 16
+        assert s.add_many(batch) == list(range(11, 21))
+        assert s.get(17).to_dict() == batch[6].to_dict()
+        assert [t.id for t in s.by_episode("fresh")] == list(range(11, 21))
+
+
+def test_garbage_file_is_refused_with_its_path(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="notes.db.*not a Cairn experience store"):
+        ExperienceStore(path)
+
+
+def test_truncated_store_is_refused(tmp_path, tuples):
+    path = tmp_path / "cut.db"
+    with ExperienceStore(path) as s:
+        s.add_many(tuples)
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\xff" * 3000)  # header kept, pages overwritten
+    with pytest.raises(StoreError, match="cut.db"):
+        ExperienceStore(path)
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE songs (title TEXT)")
+    conn.close()
+    with pytest.raises(StoreError, match="other.sqlite.*not a Cairn experience store"):
+        ExperienceStore(path)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    ExperienceStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match=f"future.db.*version {SCHEMA_VERSION + 1}.*upgrade"):
+        ExperienceStore(path)
+
+
+def test_new_store_is_marked_and_versioned(tmp_path):
+    path = tmp_path / "new.db"
+    ExperienceStore(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with ExperienceStore(path) as again:  # reopening an up-to-date store changes nothing
+        assert again.count() == 0
+
+
+def test_later_schema_versions_migrate_old_stores(tmp_path, monkeypatch, tuples):
+    from runtime import store_schema
+    path = tmp_path / "old.db"
+    with ExperienceStore(path) as s:
+        s.add_many(tuples[:5])
+    v2 = ("CREATE TABLE skills (id INTEGER PRIMARY KEY, subgoal INTEGER NOT NULL)",)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {**store_schema.MIGRATIONS, 2: v2})
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
+    with ExperienceStore(path) as s:
+        assert s.count() == 5
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert s._conn.execute("SELECT count(*) FROM skills").fetchone()[0] == 0

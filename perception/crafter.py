@@ -46,6 +46,7 @@ _ROUNDING_VAR = 0.25  # uint8 truncations, plus slack for the daylight estimate
 _SLEEP_VAR = 0.25
 _CENTRE = 128.0  # templates are scored as c - 128 to keep float32 sums small
 _DAYLIGHTS = np.linspace(0.0, 1.0, 201)
+_COARSE = 8  # the daylight fit looks at every 8th node first
 
 
 def light(daylight: float, vignette: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -104,10 +105,10 @@ def _features(clean: np.ndarray) -> np.ndarray:
 
 
 def _by_tile(planes: np.ndarray, unit: int) -> np.ndarray:
-    """(n, 7u, 9u) per-pixel planes -> (n*u*u, 63): a column per tile, in _features' order."""
+    """(n, 7u, 9u) per-pixel planes -> (n, u, u, 63): the last axis runs over the tiles."""
     n = planes.shape[0]
     return planes.reshape(n, ROWS, unit, COLS, unit).transpose(0, 2, 4, 1, 3).reshape(
-        -1, ROWS * COLS)
+        n, unit, unit, ROWS * COLS)
 
 
 def _scoring(daylight: float, vig: np.ndarray, sleeping: bool) -> tuple[np.ndarray, ...]:
@@ -180,14 +181,14 @@ class CrafterParser:
         # Scoring maps on a grid of daylights; the rest of each score (offsets, quadratic
         # terms, prior) does not depend on the frame and is summed per tile here.
         full = features.reshape(len(clean), -1)
-        nodes = {False: [], True: []}
-        for asleep, per in nodes.items():
+        self._nodes: dict[bool, list[tuple[np.ndarray, ...]]] = {False: [], True: []}
+        for asleep, nodes in self._nodes.items():
             for d in _DAYLIGHTS:
                 gain, mix, offset, quad = _scoring(d, vig, asleep)
-                table = full @ _by_tile(np.concatenate([offset, quad]), u) + log_prior[:, None]
-                per.append((gain.astype(np.float32), None if mix is None else
-                            mix.astype(np.float32), table.astype(np.float32)))
-        self._nodes = nodes
+                rest = _by_tile(np.concatenate([offset, quad]), u).reshape(full.shape[1], -1)
+                maps = [_by_tile(gain[None], u)[0]] + ([] if asleep else [_by_tile(mix, u)])
+                nodes.append(tuple(x.astype(np.float32) for x in
+                                   (*maps, full @ rest + log_prior[:, None])))
 
         # Player sprites: the pixels that come out the same over every ground are opaque.
         sprites = [*FACINGS, "player-sleep"]
@@ -206,8 +207,9 @@ class CrafterParser:
         self._slots = self._slot_templates(textures)
         self._slot_norms = 0.5 * (self._slots**2).sum(-1)
         self._facings = list(FACINGS.values())
-        self._luma = _LUMA.astype(np.float32)[:, None, None]
+        self._luma = _LUMA.astype(np.float32)[:, None, None, None]
         self._tile_index = np.arange(ROWS * COLS)
+        self._centre = PLAYER[0] * COLS + PLAYER[1]
         self._dusk = int(np.searchsorted(_DAYLIGHTS, 0.5))  # nodes below it are night
 
     # --- building ---------------------------------------------------------------------------
@@ -229,7 +231,11 @@ class CrafterParser:
         n, g = pred.shape[:2]
         w = mask.reshape(n, -1) / mask.reshape(n, -1).sum(-1, keepdims=True)
         p = pred.reshape(n, g, -1)
-        tables = w, (p * w[:, None]).reshape(n * g, -1), ((p**2) * w[:, None]).sum(-1)
+        wp, p2 = p * w[:, None], ((p**2) * w[:, None]).sum(-1)
+        # Coarse errors from [pixels, pixels^2] in one product: -2 w*p.x + w.x^2 (+ p2).
+        coarse = np.concatenate([-2 * wp[:, ::_COARSE], np.broadcast_to(
+            w[:, None], wp[:, ::_COARSE].shape)], -1).reshape(-1, 2 * wp.shape[-1])
+        tables = coarse, p2[:, ::_COARSE].ravel(), -2 * wp, p2
         return tuple(t.astype(np.float32) for t in tables)
 
     def _slot_templates(self, textures: engine.Textures) -> np.ndarray:
@@ -253,27 +259,27 @@ class CrafterParser:
             raise ValueError(
                 f"expected a ({self.size}, {self.size}, 3) RGB frame, got shape {frame.shape}")
         u, o = self.unit, self.border
-        planes = frame[o:o + ROWS * u, o:o + COLS * u].transpose(2, 0, 1).astype(np.float32)
+        # Tile-major pixels (channel, y, x, tile): every tile is a column for the products.
+        pixels = frame[o:o + ROWS * u, o:o + COLS * u].reshape(ROWS, u, COLS, u, 3).transpose(
+            4, 1, 3, 0, 2).reshape(3, u, u, ROWS * COLS).astype(np.float32)
         items = frame[o + ROWS * u:o + (ROWS + 2) * u, o:o + COLS * u]
-        centre = planes[:, PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
+        centre = pixels[..., self._centre].reshape(3, -1)
         # Asleep, the view is grey (R == G) and tinted (B == R + 8); the player sprite in the
         # centre is colourful whenever the player is awake, even in deep night.
-        red, green, blue = centre.reshape(3, -1)
-        sleeping = bool(np.abs(red - green).max() < 1 and np.abs(blue - red - 8).max() < 1)
+        red, green, blue = centre
+        sleeping = bool((red == green).all()) and bool((blue == red + 8).all())
         if sleeping:
             _, node = self._fit(self._asleep_fit, red)
             facing = self._facing
+            gain, table = self._nodes[True][node]
+            coef = self._luma * (gain * pixels[0])
         else:
             sprite, node = self._fit(self._awake_fit, centre.ravel())
             facing = self._facing = self._facings[sprite]
-
-        gain, mix, table = self._nodes[sleeping][node]
-        if sleeping:
-            coef = self._luma * (gain * planes[0])
-        else:
-            coef = gain * planes + mix * (planes[0] + planes[1] + planes[2])
+            gain, mix, table = self._nodes[False][node]
+            coef = gain * pixels + mix * (pixels[0] + pixels[1] + pixels[2])
         # Scores and posteriors are (templates, tiles): numpy reduces fast over rows.
-        scores = self._linear @ _by_tile(coef, u) + table
+        scores = self._linear @ coef.reshape(-1, ROWS * COLS) + table
         post = self._onehot @ np.exp(scores - scores.max(0))
         post /= post.sum(0)
         tiles = post.argmax(0)
@@ -290,11 +296,14 @@ class CrafterParser:
 
     @staticmethod
     def _fit(tables: tuple[np.ndarray, ...], pixels: np.ndarray) -> tuple[int, int]:
-        """(sprite, daylight node) whose prediction of the centre tile fits it best."""
-        w, wp, p2 = tables
-        err = (w @ (pixels * pixels))[:, None] - 2 * (wp @ pixels).reshape(p2.shape) + p2
-        sprite, node = np.unravel_index(int(err.argmin()), err.shape)
-        return int(sprite), int(node)
+        """(sprite, daylight node) whose prediction of the centre tile fits it best: the
+        mean squared error over the sprite's opaque pixels, on every few nodes, then on all
+        nodes near the best of those (it is unimodal in the daylight)."""
+        coarse, coarse_p2, wp, p2 = tables
+        err = coarse @ np.concatenate([pixels, pixels * pixels]) + coarse_p2
+        sprite, node = divmod(int(err.argmin()), len(coarse_p2) // len(p2))
+        lo, hi = max(0, (node - 1) * _COARSE), min(len(_DAYLIGHTS), (node + 1) * _COARSE + 1)
+        return sprite, lo + int((wp[sprite, lo:hi] @ pixels + p2[sprite, lo:hi]).argmin())
 
     def _counters(self, items: np.ndarray) -> dict[str, int]:
         """Nearest slot template per slot, by |t|^2 / 2 - t.s, as one batched product."""

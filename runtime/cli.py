@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ConfigError) as err:
         print(f"cairn: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 0  # output piped into e.g. `head`, which stopped reading
     except KeyboardInterrupt:
         print("cairn: interrupted; recordings and the store keep every completed step",
               file=sys.stderr)
@@ -176,3 +178,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         export_video(episode, Path(args.gif), fps=args.fps)
         print(f"wrote {args.gif}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

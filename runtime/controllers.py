@@ -42,12 +42,14 @@ class AttemptView:
 
     def effect(self, target: tuple[int, int] | None, kind_before: str | None) -> bool:
         """Did the action do something: a reward, a counter change that does not happen on
-        its own, or the target tile turning into something else?"""
+        its own, or the target tile turning into something else (unless the target is a
+        kind that wanders off by itself)?"""
         if self.reward > 0:
             return True
         if self.world.unexplained_changes(self.counters_start, self.world.percept.counters):
             return True
-        return target is not None and self.world.kind_at(target) != kind_before
+        return (target is not None and not self.world.mobile(kind_before)
+                and self.world.kind_at(target) != kind_before)
 
 
 Controller = Generator[str, None, Outcome]

@@ -83,14 +83,17 @@ class Diagnoser:
         outcome: Outcome,
         changed_tiles: list[tuple[int, int, str | None, str | None]],
         succeeded_elsewhere: bool = False,
+        drift_only: frozenset[str] = frozenset(),
     ) -> Diagnosis:
         """``outcome`` is the controller's Outcome; ``succeeded_elsewhere`` says whether this
-        subgoal has worked before under another condition (so a requirement may be missing)."""
+        subgoal has worked before under another condition (so a requirement may be missing);
+        ``drift_only`` names counter changes that happen on their own (not progress)."""
         deltas = {
             k: post.counters.get(k, 0) - pre.counters.get(k, 0)
             for k in set(pre.counters) | set(post.counters)
             if post.counters.get(k, 0) != pre.counters.get(k, 0)
         }
+        effects = {k: v for k, v in deltas.items() if k not in drift_only} if drift_only else deltas
         health_delta = deltas.get(self.health_counter, 0) if self.health_counter else 0
         stagnation = self.monitor.stagnant()
         loop = self.monitor.looping()
@@ -103,7 +106,7 @@ class Diagnoser:
         return Diagnosis(
             success=success, cause=cause, counter_deltas=deltas, reward=trace.reward,
             changed_tiles=changed_tiles,
-            progress=_progress(outcome, deltas, success),
+            progress=_progress(outcome, effects, success),
             distance=outcome.distance_end, health_delta=health_delta, steps=trace.steps,
             stagnation=stagnation, loop=loop, detail=detail,
         )
@@ -140,12 +143,11 @@ class Diagnoser:
         return cause, detail
 
 
-def _progress(outcome: Outcome, deltas: dict[str, int], success: bool) -> float:
-    """0.4 for closing the distance, 0.4 for any counter change, 0.2 for the goal itself."""
+def _progress(outcome: Outcome, effects: dict[str, int], success: bool) -> float:
+    """0.4 for closing the distance to a target (if the subgoal has one), 0.4 for a counter
+    change the agent caused, 0.2 for the subgoal's own effect."""
     moved = 0.0
     if outcome.distance_start:
         end = outcome.distance_end if outcome.distance_end is not None else outcome.distance_start
         moved = max(0.0, min(1.0, 1 - (end - 1) / outcome.distance_start))
-    elif outcome.reached:
-        moved = 1.0
-    return round(0.4 * moved + 0.4 * bool(deltas) + 0.2 * success, 3)
+    return round(0.4 * moved + 0.4 * bool(effects) + 0.2 * success, 3)

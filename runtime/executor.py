@@ -96,8 +96,11 @@ class Executor:
         outcome = outcome or Outcome(reached=False, detail="interrupted")
         post = snapshot(world, ep.step)
         changed = _changed_tiles(world, center, region_before)
+        caused = world.unexplained_changes(pre.counters, post.counters)
+        drift_only = frozenset(k for k in post.counters
+                               if post.counters[k] != pre.counters.get(k) and k not in caused)
         diagnosis = self.diagnoser.diagnose(
-            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere)
+            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere, drift_only)
         return ExperienceTuple(
             episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
             subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)

@@ -41,6 +41,8 @@ class WorldModel:
     percept: Percept | None = None
     cells_seen: int = 0
     drift: dict[str, set[int]] = field(default_factory=dict)
+    kind_seen: dict[str, int] = field(default_factory=dict)
+    kind_changed: dict[str, int] = field(default_factory=dict)
     """Counter -> directions (+1/-1) it has moved in on its own, while the agent only walked."""
 
     def __post_init__(self) -> None:
@@ -72,6 +74,8 @@ class WorldModel:
                     stats.blocked += 1
             if moved:
                 self.position = (self.position[0] + move[0], self.position[1] + move[1])
+        if passive and self.percept is not None:
+            self._learn_mobility(self.percept, percept, move if moved else (0, 0))
         self.classes = percept.classes
         self.facing = percept.facing
         self.percept = percept
@@ -83,6 +87,23 @@ class WorldModel:
             change = value - before.get(name, 0)
             if change:
                 self.drift.setdefault(name, set()).add(1 if change > 0 else -1)
+
+    def _learn_mobility(self, before: Percept, after: Percept, shift: Direction) -> None:
+        """Count, per kind, how often one of its tiles changed while the agent only walked."""
+        a, b = _overlap(_without_player(before), _without_player(after), shift)
+        known = (a != UNKNOWN) & (b != UNKNOWN)
+        seen = np.bincount(a[known], minlength=len(before.classes))
+        changed = np.bincount(a[known & (a != b)], minlength=len(before.classes))
+        for i in np.nonzero(seen)[0]:
+            name = before.classes[i]
+            self.kind_seen[name] = self.kind_seen.get(name, 0) + int(seen[i])
+            if changed[i]:
+                self.kind_changed[name] = self.kind_changed.get(name, 0) + int(changed[i])
+
+    def mobile(self, kind: str | None) -> bool:
+        """Kinds whose tiles often change on their own (things that wander)."""
+        changed = self.kind_changed.get(kind, 0)
+        return changed >= 3 and changed > 0.05 * self.kind_seen.get(kind, 1)
 
     def unexplained_changes(self, before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
         """Counter changes the agent has never seen happen on their own: an action's effect."""
@@ -100,15 +121,11 @@ class WorldModel:
         tile is left out of both. A tie (a uniform field) is decided by walkability.
         """
         a, b = _without_player(before), _without_player(after)
-        dr, dc = move
-        rows, cols = a.shape
-        shifted_before = a[max(dr, 0): rows + min(dr, 0), max(dc, 0): cols + min(dc, 0)]
-        shifted_after = b[max(-dr, 0): rows + min(-dr, 0), max(-dc, 0): cols + min(-dc, 0)]
-        moved_miss = _mismatch(shifted_before, shifted_after)
+        moved_miss = _mismatch(*_overlap(a, b, move))
         still_miss = _mismatch(a, b)
         if moved_miss != still_miss:
             return moved_miss < still_miss
-        faced = before.name_at(before.player[0] + dr, before.player[1] + dc)
+        faced = before.name_at(before.player[0] + move[0], before.player[1] + move[1])
         return faced is not None and self.walkable(faced)
 
     def _remember(self, percept: Percept) -> None:
@@ -208,6 +225,14 @@ def _without_player(percept: Percept) -> np.ndarray:
     tiles = percept.tiles.copy()
     tiles[percept.player] = UNKNOWN
     return tiles
+
+
+def _overlap(before: np.ndarray, after: np.ndarray, shift: Direction):
+    """The parts of two views that show the same cells after the agent moved by ``shift``."""
+    dr, dc = shift
+    rows, cols = before.shape
+    return (before[max(dr, 0): rows + min(dr, 0), max(dc, 0): cols + min(dc, 0)],
+            after[max(-dr, 0): rows + min(-dr, 0), max(-dc, 0): cols + min(-dc, 0)])
 
 
 def _mismatch(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,110 @@
+"""End-to-end runs of the ``cairn`` command on real Crafter worlds."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runtime.cli import main
+from runtime.recording import list_episodes, load_episode
+from runtime.store import ExperienceStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_config(tmp_path: Path) -> Path:
+    """The shipped Crafter config with a 32x32 world (same frames, faster resets)."""
+    config = yaml.safe_load((ROOT / "configs" / "crafter.yaml").read_text())
+    config["env"]["kwargs"]["area"] = [32, 32]
+    path = tmp_path / "crafter-small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_records_episodes_fills_the_store_and_prints_the_table(tmp_path, capsys):
+    store, out = tmp_path / "exp.sqlite", tmp_path / "runs"
+    code = main(["run", str(small_config(tmp_path)), "--episodes", "2", "--seed", "3",
+                 "--max-steps", "120", "--store", str(store), "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "score" in printed and "steps/s" in printed
+    assert "crafter-s3-e0" in printed and "crafter-s4-e1" in printed
+
+    (run_dir,) = out.iterdir()
+    episodes = list_episodes(run_dir)
+    assert len(episodes) == 2
+    first = load_episode(episodes[0])
+    assert first.finished and 0 < len(first.actions) <= 120
+    assert first.metadata["seed"] == 3
+    with ExperienceStore(store) as s:
+        assert s.count() == sum(len(load_episode(e).attempts) for e in episodes)
+        stored = s.by_episode("crafter-s3-e0")
+        assert [t.to_dict() for t in stored] == [
+            {**t.to_dict(), "id": stored[i].id} for i, t in enumerate(first.attempts)]
+
+
+def test_a_second_run_reads_what_the_first_wrote(tmp_path):
+    store = tmp_path / "exp.sqlite"
+    args = ["run", str(small_config(tmp_path)), "--max-steps", "60", "--store", str(store),
+            "--no-record", "--quiet"]
+    assert main(args) == 0
+    with ExperienceStore(store) as s:
+        first = s.count()
+        stats = s.subgoal_stats()
+    assert first > 0 and stats
+    assert main(args + ["--seed", "1"]) == 0
+    with ExperienceStore(store) as s:
+        assert s.count() > first
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "missing.yaml"], "config file not found: missing.yaml"),
+    (["run", "{config}", "--episodes", "0"], "--episodes must be a positive number"),
+    (["replay", "{tmp}"], "not a recording"),
+])
+def test_bad_input_is_one_line_on_stderr(tmp_path, capsys, args, message):
+    args = [a.format(config=small_config(tmp_path), tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("cairn: error:")
+
+
+def test_a_config_with_an_action_the_env_lacks_is_refused(tmp_path, capsys):
+    config = yaml.safe_load(small_config(tmp_path).read_text())
+    config["actions"]["interact"] = "punch"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--store", str(tmp_path / "s.sqlite"), "--no-record"]) == 2
+    assert "'punch'" in capsys.readouterr().err
+
+
+def test_a_run_killed_with_sigkill_leaves_a_recording_that_loads(tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "run", str(small_config(tmp_path)),
+         "--store", str(tmp_path / "exp.sqlite"), "--out", str(out), "--quiet",
+         "--episodes", "20"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        steps_file, written = None, 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and written < 30:
+            found = sorted(out.glob("*/episode-*/steps.jsonl"))
+            if found:  # the episode being played now
+                steps_file = found[-1]
+                written = steps_file.read_bytes().count(b"\n")
+            time.sleep(0.02)
+        assert steps_file is not None, proc.stderr.read().decode() if proc.poll() else "slow"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    episode = load_episode(steps_file.parent)
+    assert not episode.finished
+    assert len(episode.actions) >= written >= 30
+    assert episode.truncated[-1]
+    assert len(episode.frames) == len(episode.actions) + 1

@@ -205,7 +205,8 @@ class CrafterParser:
         self._asleep_fit = self._fit_tables(asleep, opaque[4:])
 
         self._slots = self._slot_templates(textures)
-        self._slot_norms = 0.5 * (self._slots**2).sum(-1)
+        self._slot_norms = 0.5 * (self._slots**2).sum(-1, keepdims=True)
+        self._last_items: tuple[bytes, list[int]] = b"", []
         self._facings = list(FACINGS.values())
         self._luma = _LUMA.astype(np.float32)[:, None, None, None]
         self._tile_index = np.arange(ROWS * COLS)
@@ -283,9 +284,8 @@ class CrafterParser:
         post = self._onehot @ np.exp(scores - scores.max(0))
         post /= post.sum(0)
         tiles = post.argmax(0)
-        confidence = post[tiles, self._tile_index]
-        tiles[confidence < self.threshold] = UNKNOWN
-        tiles, confidence = tiles.reshape(ROWS, COLS), confidence.reshape(ROWS, COLS)
+        confidence = post[tiles, self._tile_index].reshape(ROWS, COLS)
+        tiles = np.where(confidence < self.threshold, UNKNOWN, tiles.reshape(ROWS, COLS))
         tiles[PLAYER], confidence[PLAYER] = self._player_class, 1.0
 
         tags = {"night"} if node < self._dusk else set()
@@ -306,7 +306,12 @@ class CrafterParser:
         return sprite, lo + int((wp[sprite, lo:hi] @ pixels + p2[sprite, lo:hi]).argmin())
 
     def _counters(self, items: np.ndarray) -> dict[str, int]:
-        """Nearest slot template per slot, by |t|^2 / 2 - t.s, as one batched product."""
-        slots = self._split_items(items)[..., None]
-        err = self._slot_norms - np.matmul(self._slots, slots)[..., 0]
-        return dict(zip(ITEMS, err.argmin(1).tolist(), strict=True))
+        """Nearest slot template per slot, by |t|^2 / 2 - t.s, as one batched product.
+
+        The item rows are drawn unlit, so the same pixels always read the same: the last
+        reading is kept and reused while they do not change (they seldom do)."""
+        key = items.tobytes()
+        if key != self._last_items[0]:
+            err = self._slot_norms - np.matmul(self._slots, self._split_items(items)[..., None])
+            self._last_items = key, err[..., 0].argmin(1).tolist()
+        return dict(zip(ITEMS, self._last_items[1], strict=True))

@@ -146,15 +146,15 @@ def print_table(results, rates: dict[str, float], score: float, run_dir: Path | 
     print(header)
     print("-" * len(header))
     for r in results:
-        sps = r.steps / max(r.seconds, 1e-9)
+        sps = r.steps_per_second
         names = ", ".join(sorted(r.unlocked)) or "-"
         print(f"{r.episode:<22} {r.seed:>6} {r.steps:>6} {r.reward:>7.1f} {r.attempts:>8} "
               f"{sps:>8.0f}  {names}")
     total_steps = sum(r.steps for r in results)
-    total_time = sum(r.seconds for r in results)
+    total_time = sum(r.seconds - r.reset_seconds for r in results)
     print("-" * len(header))
     print(f"score {score:.2f}  over {len(results)} episode(s), {len(rates)} achievements; "
-          f"{total_steps / max(total_time, 1e-9):.0f} steps/s overall")
+          f"{total_steps / max(total_time, 1e-9):.0f} steps/s overall (world generation excluded)")
     if run_dir is not None:
         print(f"recordings: {run_dir}")
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EpisodeResult:
+    """What one episode did; ``steps_per_second`` leaves out world generation."""
+
     episode: str
     seed: int
     steps: int
@@ -37,9 +39,15 @@ class EpisodeResult:
     successes: int
     seconds: float
     terminated: bool
+    reset_seconds: float = 0.0
+    """Time spent generating the world (reset), included in ``seconds``."""
     unlocked: set[str] = field(default_factory=set)
     """Achievements the env reports (privileged: for the final table only)."""
     directory: Path | None = None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / max(self.seconds - self.reset_seconds, 1e-9)
 
 
 def make_parser(name: str, frame_shape: tuple[int, ...]) -> Callable[[np.ndarray], Percept]:
@@ -108,7 +116,9 @@ class Agent:
         return result
 
     def _play(self, seed, episode, recorder, on_step) -> EpisodeResult:
+        reset_started = time.perf_counter()
         frame, info = self.env.reset(seed=seed)
+        reset_seconds = time.perf_counter() - reset_started
         if recorder is not None:
             recorder.record_reset(frame)
         world = WorldModel()
@@ -129,7 +139,7 @@ class Agent:
                 on_step(ep)
         unlocked = _unlocked(ep.last_info)
         return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,
-                             0.0, ep.terminated, unlocked)
+                             0.0, ep.terminated, reset_seconds, unlocked)
 
     def _context(self, ep: EpisodeState) -> PlanContext:
         state = snapshot(ep.world, ep.step)

@@ -50,12 +50,9 @@ ON CONFLICT (subgoal, condition, cause) DO UPDATE SET
     last_episode = excluded.last_episode,
     updated_at = excluded.updated_at
 """
-# The inner query reads only the (condition, subgoal, rowid) index; rows are fetched for
-# the ``limit`` newest ids alone.
 _BY_CONDITION = """
-SELECT a.id, a.payload FROM
-    (SELECT id FROM attempts WHERE condition = ? ORDER BY id DESC LIMIT ?) AS k
-    JOIN attempts AS a ON a.id = k.id ORDER BY a.id DESC
+SELECT id, payload FROM attempts INDEXED BY attempts_condition
+WHERE condition = ? ORDER BY id DESC LIMIT ?
 """
 _BY_CONDITION_SUBGOAL = """
 SELECT id, payload FROM attempts WHERE condition = ? AND subgoal = ? ORDER BY id DESC LIMIT ?

@@ -37,8 +37,10 @@ _V1 = (
         spatial INTEGER NOT NULL,
         payload BLOB NOT NULL
     )""",
-    # (condition, subgoal) serves both by_condition forms; rowid is implicitly last.
-    "CREATE INDEX attempts_condition ON attempts (condition, subgoal)",
+    # rowid is implicitly last in every index, so both give "newest first" without a sort
+    # (one index on (condition, subgoal) alone sorted every hit of a popular condition).
+    "CREATE INDEX attempts_condition ON attempts (condition)",
+    "CREATE INDEX attempts_condition_subgoal ON attempts (condition, subgoal)",
     "CREATE INDEX attempts_spatial ON attempts (spatial)",
     "CREATE INDEX attempts_episode ON attempts (episode)",
     """CREATE TABLE attempt_tags (

@@ -103,7 +103,7 @@ class WorldModel:
     def mobile(self, kind: str | None) -> bool:
         """Kinds whose tiles often change on their own (things that wander)."""
         changed = self.kind_changed.get(kind, 0)
-        return changed >= 3 and changed > 0.05 * self.kind_seen.get(kind, 1)
+        return changed >= 3 and changed > 0.2 * self.kind_seen.get(kind, 1)
 
     def unexplained_changes(self, before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
         """Counter changes the agent has never seen happen on their own: an action's effect."""

@@ -1,6 +1,6 @@
 """Experience store: ingest rate and lookup latency, beside bare SQLite in the same run.
 
-    python bench/store.py --tuples 1000000
+    python -m bench.store --tuples 1000000
 
 Ingest times ``ExperienceStore.add_many`` alone (encoding, interning, tags and the tier-2
 UPSERT included). Lookups time the user-facing call (query plus fetch of ids and encoded

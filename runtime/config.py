@@ -56,6 +56,8 @@ class AgentConfig:
     """The on-screen counter that is the agent's health (for damage and death diagnosis)."""
     stagnation_window: int = 12
     """Steps without movement or frame change that count as stagnation."""
+    reward_threshold: float = 0.5
+    """Reward at or above this within one attempt counts as reaching the task's goal."""
 
 
 @dataclass

@@ -28,6 +28,7 @@ class Outcome:
     distance_start: float | None = None
     distance_end: float | None = None
     target: tuple[int, int] | None = None
+    target_before: str | None = None
     detail: str = ""
 
 
@@ -126,6 +127,7 @@ class Controllers:
         if not outcome.reached:
             return outcome
         target = outcome.target
+        outcome.target_before = kind
         for _ in range(self.agent.interact_tries):
             yield self.actions.interact
             if view.effect(target, kind):
@@ -140,7 +142,7 @@ class Controllers:
         target = world.facing_position()
         before = world.kind_at(target)
         yield action
-        return Outcome(target=target, effect=view.effect(target, before))
+        return Outcome(target=target, target_before=before, effect=view.effect(target, before))
 
     def explore(self, view: AttemptView) -> Controller:
         world = view.world

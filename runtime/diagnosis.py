@@ -27,6 +27,7 @@ class Trace:
     truncated: bool = False
     timed_out: bool = False
     blocked_by: str | None = None
+    entered: str | None = None
 
     @property
     def steps(self) -> int:
@@ -83,17 +84,17 @@ class Diagnoser:
         outcome: Outcome,
         changed_tiles: list[tuple[int, int, str | None, str | None]],
         succeeded_elsewhere: bool = False,
-        drift_only: frozenset[str] = frozenset(),
+        effects: list[str] | None = None,
     ) -> Diagnosis:
         """``outcome`` is the controller's Outcome; ``succeeded_elsewhere`` says whether this
         subgoal has worked before under another condition (so a requirement may be missing);
-        ``drift_only`` names counter changes that happen on their own (not progress)."""
+        ``effects`` are what the agent caused (see ``Diagnosis.effects``)."""
+        effects = effects or []
         deltas = {
             k: post.counters.get(k, 0) - pre.counters.get(k, 0)
             for k in set(pre.counters) | set(post.counters)
             if post.counters.get(k, 0) != pre.counters.get(k, 0)
         }
-        effects = {k: v for k, v in deltas.items() if k not in drift_only} if drift_only else deltas
         health_delta = deltas.get(self.health_counter, 0) if self.health_counter else 0
         stagnation = self.monitor.stagnant()
         loop = self.monitor.looping()
@@ -106,9 +107,10 @@ class Diagnoser:
         return Diagnosis(
             success=success, cause=cause, counter_deltas=deltas, reward=trace.reward,
             changed_tiles=changed_tiles,
-            progress=_progress(outcome, effects, success),
+            progress=_progress(outcome, any(e[-2] in "+-" for e in effects), success),
             distance=outcome.distance_end, health_delta=health_delta, steps=trace.steps,
-            stagnation=stagnation, loop=loop, detail=detail,
+            stagnation=stagnation, loop=loop, detail=detail, effects=effects,
+            entered=trace.entered,
         )
 
     @staticmethod
@@ -143,11 +145,11 @@ class Diagnoser:
         return cause, detail
 
 
-def _progress(outcome: Outcome, effects: dict[str, int], success: bool) -> float:
+def _progress(outcome: Outcome, caused_change: bool, success: bool) -> float:
     """0.4 for closing the distance to a target (if the subgoal has one), 0.4 for a counter
     change the agent caused, 0.2 for the subgoal's own effect."""
     moved = 0.0
     if outcome.distance_start:
         end = outcome.distance_end if outcome.distance_end is not None else outcome.distance_start
         moved = max(0.0, min(1.0, 1 - (end - 1) / outcome.distance_start))
-    return round(0.4 * moved + 0.4 * bool(effects) + 0.2 * success, 3)
+    return round(0.4 * moved + 0.4 * caused_change + 0.2 * success, 3)

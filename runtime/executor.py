@@ -96,14 +96,25 @@ class Executor:
         outcome = outcome or Outcome(reached=False, detail="interrupted")
         post = snapshot(world, ep.step)
         changed = _changed_tiles(world, center, region_before)
-        caused = world.unexplained_changes(pre.counters, post.counters)
-        drift_only = frozenset(k for k in post.counters
-                               if post.counters[k] != pre.counters.get(k) and k not in caused)
         diagnosis = self.diagnoser.diagnose(
-            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere, drift_only)
+            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere,
+            self._effects(world, pre, post, outcome, trace))
         return ExperienceTuple(
             episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
             subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)
+
+    def _effects(
+        self, world: WorldModel, pre: State, post: State, outcome: Outcome, trace: Trace
+    ) -> list[str]:
+        caused = world.unexplained_changes(pre.counters, post.counters)
+        effects = [f"{name}{change:+d}" for name, change in sorted(caused.items())]
+        if outcome.target is not None and outcome.target_before is not None:
+            after = world.kind_at(outcome.target)
+            if after != outcome.target_before and not world.mobile(outcome.target_before):
+                effects.append(f"tile:{outcome.target_before}>{after}")
+        if trace.reward >= self.config.agent.reward_threshold:
+            effects.append("reward")
+        return effects
 
     def _budget(self, subgoal: Subgoal) -> int:
         agent = self.config.agent
@@ -128,7 +139,12 @@ class Executor:
         if self.recorder is not None:
             self.recorder.record_step(action, frame, reward, terminated, truncated)
         percept = self.parse(frame)
-        ep.world.observe(percept, self.moves.get(name), passive=name in self.passive)
+        move = self.moves.get(name)
+        world = ep.world
+        before = world.position
+        dest = world.kind_at((before[0] + move[0], before[1] + move[1])) if move else None
+        world.observe(percept, move, passive=name in self.passive)
+        trace.entered = dest if world.position != before else None
         self.monitor.add(ep.world.position, _surroundings_key(percept))
         trace.positions.append(ep.world.position)
         trace.reward += reward

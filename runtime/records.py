@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+FACT_MAX_COUNT = 9
+
 
 class Cause(StrEnum):
     """Why an attempt ended the way it did; a closed vocabulary decided by rules."""
@@ -67,6 +69,19 @@ class State:
         preds.update(f"tag:{tag}" for tag in self.tags)
         return frozenset(preds)
 
+    def facts(self) -> frozenset[str]:
+        """Finer facts for learning requirements and dangers: counter thresholds
+        (``wood>=2``), zero counters (``food=0``), what is faced, near and in view."""
+        facts = {f"facing:{self.facing_kind}"}
+        for name, count in self.counters.items():
+            if count <= 0:
+                facts.add(f"{name}=0")
+            facts.update(f"{name}>={n}" for n in range(1, min(count, FACT_MAX_COUNT) + 1))
+        facts.update(f"near:{kind}" for row in self.near for kind in row if kind)
+        facts.update(f"see:{kind}" for kind in self.visible)
+        facts.update(f"tag:{tag}" for tag in self.tags)
+        return frozenset(facts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step, "position": list(self.position), "facing": list(self.facing),
@@ -98,6 +113,11 @@ class Diagnosis:
     stagnation: bool = False
     loop: bool = False
     detail: str = ""
+    effects: list[str] = field(default_factory=list)
+    """What the agent caused: ``wood+1`` (a counter change that never happens on its own),
+    ``tile:grass>table`` (the target tile turned into another kind), ``reward``."""
+    entered: str | None = None
+    """The kind of tile the last step moved onto, if it was a move."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +127,7 @@ class Diagnosis:
             "progress": self.progress, "distance": self.distance,
             "health_delta": self.health_delta, "steps": self.steps,
             "stagnation": self.stagnation, "loop": self.loop, "detail": self.detail,
+            "effects": self.effects, "entered": self.entered,
         }
 
     @classmethod
@@ -115,6 +136,7 @@ class Diagnosis:
             d["success"], Cause(d["cause"]), dict(d["counter_deltas"]), d["reward"],
             [tuple(t) for t in d["changed_tiles"]], d["progress"], d["distance"],
             d["health_delta"], d["steps"], d["stagnation"], d["loop"], d.get("detail", ""),
+            list(d.get("effects", [])), d.get("entered"),
         )
 
 

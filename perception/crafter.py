@@ -46,7 +46,7 @@ _ROUNDING_VAR = 0.25  # uint8 truncations, plus slack for the daylight estimate
 _SLEEP_VAR = 0.25
 _CENTRE = 128.0  # templates are scored as c - 128 to keep float32 sums small
 _DAYLIGHTS = np.linspace(0.0, 1.0, 201)
-_COARSE = 8  # the daylight fit looks at every 8th node first
+_COARSE = 16  # the daylight fit looks at every 16th node first
 
 
 def light(daylight: float, vignette: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -183,12 +183,15 @@ class CrafterParser:
         full = features.reshape(len(clean), -1)
         self._nodes: dict[bool, list[tuple[np.ndarray, ...]]] = {False: [], True: []}
         for asleep, nodes in self._nodes.items():
+            rests = []
             for d in _DAYLIGHTS:
                 gain, mix, offset, quad = _scoring(d, vig, asleep)
-                rest = _by_tile(np.concatenate([offset, quad]), u).reshape(full.shape[1], -1)
+                rests.append(_by_tile(np.concatenate([offset, quad]), u).reshape(len(full.T), -1))
                 maps = [_by_tile(gain[None], u)[0]] + ([] if asleep else [_by_tile(mix, u)])
-                nodes.append(tuple(x.astype(np.float32) for x in
-                                   (*maps, full @ rest + log_prior[:, None])))
+                nodes.append(tuple(x.astype(np.float32) for x in maps))
+            tables = np.split(full @ np.concatenate(rests, 1) + log_prior[:, None], len(rests), 1)
+            nodes[:] = [(*maps, table.astype(np.float32)) for maps, table in zip(nodes, tables,
+                                                                                 strict=True)]
 
         # Player sprites: the pixels that come out the same over every ground are opaque.
         sprites = [*FACINGS, "player-sleep"]
@@ -211,6 +214,10 @@ class CrafterParser:
         self._luma = _LUMA.astype(np.float32)[:, None, None, None]
         self._tile_index = np.arange(ROWS * COLS)
         self._centre = PLAYER[0] * COLS + PLAYER[1]
+        # OpenBLAS hands a product of over 2^18 multiply-adds to its threads, whose hand-off
+        # costs more than products this small; so tiles are scored in blocks under that.
+        width = max(1, 2**18 // self._linear.size)
+        self._chunks = [slice(i, i + width) for i in range(0, ROWS * COLS, width)]
         self._dusk = int(np.searchsorted(_DAYLIGHTS, 0.5))  # nodes below it are night
 
     # --- building ---------------------------------------------------------------------------
@@ -232,11 +239,8 @@ class CrafterParser:
         n, g = pred.shape[:2]
         w = mask.reshape(n, -1) / mask.reshape(n, -1).sum(-1, keepdims=True)
         p = pred.reshape(n, g, -1)
-        wp, p2 = p * w[:, None], ((p**2) * w[:, None]).sum(-1)
-        # Coarse errors from [pixels, pixels^2] in one product: -2 w*p.x + w.x^2 (+ p2).
-        coarse = np.concatenate([-2 * wp[:, ::_COARSE], np.broadcast_to(
-            w[:, None], wp[:, ::_COARSE].shape)], -1).reshape(-1, 2 * wp.shape[-1])
-        tables = coarse, p2[:, ::_COARSE].ravel(), -2 * wp, p2
+        wp, p2 = -2 * p * w[:, None], ((p**2) * w[:, None]).sum(-1)
+        tables = w, wp[:, ::_COARSE].reshape(-1, wp.shape[-1]), p2[:, ::_COARSE], wp, p2
         return tuple(t.astype(np.float32) for t in tables)
 
     def _slot_templates(self, textures: engine.Textures) -> np.ndarray:
@@ -280,7 +284,10 @@ class CrafterParser:
             gain, mix, table = self._nodes[False][node]
             coef = gain * pixels + mix * (pixels[0] + pixels[1] + pixels[2])
         # Scores and posteriors are (templates, tiles): numpy reduces fast over rows.
-        scores = self._linear @ coef.reshape(-1, ROWS * COLS) + table
+        coef = coef.reshape(-1, ROWS * COLS)
+        scores = table.copy()
+        for cols in self._chunks:
+            scores[:, cols] += self._linear @ coef[:, cols]
         post = self._onehot @ np.exp(scores - scores.max(0))
         post /= post.sum(0)
         tiles = post.argmax(0)
@@ -299,10 +306,11 @@ class CrafterParser:
         """(sprite, daylight node) whose prediction of the centre tile fits it best: the
         mean squared error over the sprite's opaque pixels, on every few nodes, then on all
         nodes near the best of those (it is unimodal in the daylight)."""
-        coarse, coarse_p2, wp, p2 = tables
-        err = coarse @ np.concatenate([pixels, pixels * pixels]) + coarse_p2
-        sprite, node = divmod(int(err.argmin()), len(coarse_p2) // len(p2))
-        lo, hi = max(0, (node - 1) * _COARSE), min(len(_DAYLIGHTS), (node + 1) * _COARSE + 1)
+        w, coarse, coarse_p2, wp, p2 = tables
+        err = (coarse @ pixels).reshape(coarse_p2.shape) + coarse_p2
+        err += (w @ (pixels * pixels))[:, None]  # differs between sprites' masks
+        sprite, node = divmod(int(err.argmin()), err.shape[1])
+        lo, hi = max(0, (node - 1) * _COARSE), (node + 1) * _COARSE + 1
         return sprite, lo + int((wp[sprite, lo:hi] @ pixels + p2[sprite, lo:hi]).argmin())
 
     def _counters(self, items: np.ndarray) -> dict[str, int]:

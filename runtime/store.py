@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from runtime.knowledge import Knowledge
 from runtime.records import ExperienceTuple
 from runtime.store_schema import SCHEMA_VERSION, StoreError, connect
 
@@ -63,6 +64,7 @@ SELECT a.id, a.payload FROM attempt_tags AS t JOIN attempts AS a ON a.id = t.att
 WHERE t.tag = ? ORDER BY t.attempt DESC LIMIT ?
 """
 _BY_EPISODE = "SELECT id, payload FROM attempts WHERE episode = ? ORDER BY id"
+_BY_SUBGOAL = "SELECT id, payload FROM attempts WHERE subgoal = ? ORDER BY id DESC LIMIT ?"
 _STATS_COLUMNS = """
 SELECT {group} cause, sum(attempts), sum(successes), sum(progress_sum), sum(steps_sum),
        max(last_attempt), last_episode, max(updated_at)
@@ -341,6 +343,18 @@ class ExperienceStore:
         if episode_id is None:
             return Hits([])
         return Hits(self._conn.execute(_BY_EPISODE, (episode_id,)).fetchall())
+
+    def by_subgoal(self, subgoal: str, limit: int = DEFAULT_LIMIT) -> Hits:
+        """The newest attempts at a subgoal (by key), newest first."""
+        subgoal_id = self._subgoals.find(subgoal)
+        if subgoal_id is None:
+            return Hits([])
+        return Hits(self._conn.execute(_BY_SUBGOAL, (subgoal_id, limit)).fetchall())
+
+    @property
+    def knowledge(self) -> Knowledge:
+        """Tier 3: skills and guardrails, versioned."""
+        return Knowledge(self._conn)
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM attempts").fetchone()[0]

@@ -65,7 +65,27 @@ _V1 = (
     "INSERT INTO meta VALUES ('payload_codec', 'pickle5-plain')",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+# Tier 3: skills and guardrails. A new version of an entry is a new row, never an overwrite,
+# so the whole history stays readable; "current" is the highest version per (kind, key).
+_V2 = (
+    """CREATE TABLE knowledge (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        subgoal TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (kind, key, version)
+    )""",
+    "CREATE INDEX knowledge_subgoal ON knowledge (kind, subgoal)",
+    "CREATE INDEX knowledge_trigger ON knowledge (kind, trigger)",
+    "CREATE INDEX attempts_subgoal ON attempts (subgoal)",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -224,15 +224,17 @@ def test_new_store_is_marked_and_versioned(tmp_path):
         assert again.count() == 0
 
 
-def test_later_schema_versions_migrate_old_stores(tmp_path, monkeypatch, tuples):
+def test_a_version_1_store_is_migrated_to_tier_3(tmp_path, monkeypatch, tuples):
     from runtime import store_schema
     path = tmp_path / "old.db"
-    with ExperienceStore(path) as s:
-        s.add_many(tuples[:5])
-    v2 = ("CREATE TABLE skills (id INTEGER PRIMARY KEY, subgoal INTEGER NOT NULL)",)
-    monkeypatch.setattr(store_schema, "MIGRATIONS", {**store_schema.MIGRATIONS, 2: v2})
-    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
+    with monkeypatch.context() as m:  # write a store as version 1 of the schema knew it
+        m.setattr(store_schema, "MIGRATIONS", {1: store_schema.MIGRATIONS[1]})
+        m.setattr(store_schema, "SCHEMA_VERSION", 1)
+        with ExperienceStore(path) as s:
+            s.add_many(tuples[:5])
+            assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 1
     with ExperienceStore(path) as s:
         assert s.count() == 5
-        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert s._conn.execute("SELECT count(*) FROM skills").fetchone()[0] == 0
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.knowledge.current("skill") == []
+        assert s.knowledge.put("skill", "interact:tree", "active", {"a": 1}) == 1

@@ -43,7 +43,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # PIL's convert("L")
 _TINT = np.array([0.0, 16.0, 64.0])  # LocalView._light's night tint
 _NOISE_MEAN, _NOISE_VAR = 79.5, 95.0**2 / 12  # uniform(32, 127)
 _ROUNDING_VAR = 0.25  # uint8 truncations, plus slack for the daylight estimate
-_SLEEP_VAR = 0.25
+_SLEEP_VAR = 0.25  # the same for the grey view of a sleeping player
 _CENTRE = 128.0  # templates are scored as c - 128 to keep float32 sums small
 _DAYLIGHTS = np.linspace(0.0, 1.0, 201)
 _COARSE = 16  # the daylight fit looks at every 16th node first
@@ -142,9 +142,11 @@ def _scoring(daylight: float, vig: np.ndarray, sleeping: bool) -> tuple[np.ndarr
 
 
 class CrafterParser:
-    """Parses ``size`` x ``size`` Crafter frames; all templates are built once, here.
+    """Parses ``size`` x ``size`` Crafter frames; every template and table is built here.
 
-    ``threshold`` is the class posterior below which a tile is reported ``UNKNOWN``.
+    Tiles are classed by Crafter's semantic names (``envs.crafter.SEMANTIC_NAMES``), an
+    object's tile by the object. ``threshold`` is the class posterior below which a tile is
+    reported ``UNKNOWN``. A parser remembers the last facing and inventory it read.
     """
 
     def __init__(self, size: int = 64, threshold: float = 0.99):
@@ -189,9 +191,9 @@ class CrafterParser:
                 rests.append(_by_tile(np.concatenate([offset, quad]), u).reshape(len(full.T), -1))
                 maps = [_by_tile(gain[None], u)[0]] + ([] if asleep else [_by_tile(mix, u)])
                 nodes.append(tuple(x.astype(np.float32) for x in maps))
-            tables = np.split(full @ np.concatenate(rests, 1) + log_prior[:, None], len(rests), 1)
-            nodes[:] = [(*maps, table.astype(np.float32)) for maps, table in zip(nodes, tables,
-                                                                                 strict=True)]
+            tables = full @ np.concatenate(rests, 1) + log_prior[:, None]
+            for i, table in enumerate(np.split(tables, len(rests), 1)):
+                nodes[i] += (table.astype(np.float32),)
 
         # Player sprites: the pixels that come out the same over every ground are opaque.
         sprites = [*FACINGS, "player-sleep"]
@@ -260,6 +262,11 @@ class CrafterParser:
     # --- parsing ----------------------------------------------------------------------------
 
     def parse(self, frame: np.ndarray) -> Percept:
+        """Tiles, facing, inventory and tags of one (size, size, 3) uint8 RGB frame.
+
+        ``confidence`` is each tile's class posterior; below ``threshold`` the tile is
+        ``UNKNOWN``. Asleep, the sprite shows no facing, so the last one read is kept.
+        """
         if frame.shape != (self.size, self.size, 3):
             raise ValueError(
                 f"expected a ({self.size}, {self.size}, 3) RGB frame, got shape {frame.shape}")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.config import ConfigError, RunConfig, load_config
+from runtime.inspect_cli import InspectError, add_commands
 
 
 class UserError(Exception):
@@ -22,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UserError, ConfigError) as err:
+    except (UserError, ConfigError, InspectError) as err:
         print(f"cairn: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="directory for this run's recordings (a subfolder per run)")
     run.add_argument("--max-steps", type=int,
                      help="stop each episode after this many env steps")
+    run.add_argument("--learning", choices=["learn", "frozen", "off"],
+                     help="learn: distil skills and guardrails as it plays (default); "
+                          "frozen: use stored knowledge without adding; off: no knowledge")
     run.add_argument("--no-record", action="store_true", help="do not record episodes")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(func=cmd_run)
@@ -66,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--gif", help="write the frames to this GIF file")
     replay.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
     replay.set_defaults(func=cmd_replay)
+    add_commands(sub)
     return parser
 
 
@@ -83,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _positive("max-steps", args.max_steps)
     overrides = {k: v for k, v in {
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
-        "max_steps": args.max_steps}.items() if v is not None}
+        "max_steps": args.max_steps, "learning": args.learning}.items() if v is not None}
     config = load_config(args.config, overrides)
     run_dir = None
     if not args.no_record:

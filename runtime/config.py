@@ -77,6 +77,9 @@ class RunConfig:
     """Experience store file, shared across runs so knowledge carries over."""
     out: str = "runs"
     """Directory for recordings and reports."""
+    learning: str = "learn"
+    """``learn`` (distil skills and guardrails as it goes), ``frozen`` (use the stored
+    knowledge, add none) or ``off`` (no knowledge: the learning-disabled baseline)."""
     max_steps: int | None = None
     """Stop each episode after this many env steps (None: the env's own limit)."""
 

@@ -68,6 +68,8 @@ class Controllers:
     def start(self, subgoal: Subgoal, view: AttemptView) -> Controller:
         if subgoal.controller == "interact" and subgoal.target:
             return self.interact(view, subgoal.target)
+        if subgoal.controller == "approach" and subgoal.target:
+            return self.approach(view, subgoal.target)
         if subgoal.controller == "use" and subgoal.target:
             return self.use(view, subgoal.target)
         if subgoal.controller == "explore":
@@ -137,6 +139,17 @@ class Controllers:
                 break
         return outcome
 
+    def approach(self, view: AttemptView, kind: str) -> Controller:
+        """Go next to the nearest remembered ``kind`` tile and face it."""
+        outcome = Outcome()
+        if world_lacks(view.world, kind):
+            outcome.target_visible = False
+            outcome.reached = False
+            return outcome
+        outcome = yield from self.go_next_to(view, kind, outcome)
+        outcome.effect = outcome.reached
+        return outcome
+
     def use(self, view: AttemptView, action: str) -> Controller:
         world = view.world
         target = world.facing_position()
@@ -145,11 +158,17 @@ class Controllers:
         return Outcome(target=target, target_before=before, effect=view.effect(target, before))
 
     def explore(self, view: AttemptView) -> Controller:
+        """Walk towards the least-seen side, turning when blocked or facing a kind to avoid."""
         world = view.world
         seen = world.cells_seen
         direction = world.frontier_direction(self.rng)
         blocked = 0
         for _ in range(self.agent.explore_steps):
+            if not self._safe(world, direction):
+                options = [d for d in self.move_names if self._safe(world, d)]
+                if not options:
+                    break
+                direction = options[int(self.rng.integers(len(options)))]
             before = world.position
             yield self.move(direction)
             if world.position == before:
@@ -160,6 +179,11 @@ class Controllers:
         if blocked >= self.agent.explore_steps // 2:
             outcome.detail = "blocked while exploring"
         return outcome
+
+    @staticmethod
+    def _safe(world: WorldModel, direction: Direction) -> bool:
+        kind = world.kind_at((world.position[0] + direction[0], world.position[1] + direction[1]))
+        return kind not in world.avoid
 
     def sleep(self, view: AttemptView) -> Controller:
         slept = False

@@ -16,9 +16,11 @@ import envs  # noqa: F401  (registers Cairn's env ids)
 from perception.percept import Percept
 from runtime.config import RunConfig
 from runtime.executor import EpisodeState, Executor, snapshot
-from runtime.planner import ExploringPlanner, PlanContext, Planner
+from runtime.learning import Learner
+from runtime.planner import PlanContext, Planner
 from runtime.recording import EpisodeRecorder
-from runtime.records import ExperienceTuple, condition_signature
+from runtime.records import ExperienceTuple, State, condition_signature
+from runtime.symbolic import SymbolicPlanner, WorldFacts
 
 if TYPE_CHECKING:
     from runtime.store import ExperienceStore
@@ -83,7 +85,11 @@ class Agent:
         self.env = env or gym.make(config.env.id, **config.env.kwargs).unwrapped
         self.rng = np.random.default_rng(config.seed)
         self.parse = make_parser(config.perception, self.env.observation_space.shape)
-        self.planner = planner or ExploringPlanner(self.rng)
+        self.learner = Learner(store, config.learning)
+        self.world = WorldModel()
+        self.planner = planner or SymbolicPlanner(
+            self.learner.skills, self.learner.guardrails, self.rng, self._world_facts)
+        self.moves = {name: tuple(d) for name, d in config.actions.moves.items()}
         self.action_names = list(self.env.action_names)
         self.by_name = by_name_actions(self.action_names, config)
         unknown = [a for a in (config.actions.noop, config.actions.interact,
@@ -121,25 +127,44 @@ class Agent:
         reset_seconds = time.perf_counter() - reset_started
         if recorder is not None:
             recorder.record_reset(frame)
-        world = WorldModel()
+        # The baseline without learning starts every world knowing nothing.
+        self.world = WorldModel() if self.config.learning == "off" else self.world.fresh()
+        world = self.world
         world.observe(self.parse(frame))
         ep = EpisodeState(episode=episode, world=world, last_info=info)
         executor = Executor(self.env, self.parse, self.config, self.rng, recorder)
+        if hasattr(self.planner, "reset"):
+            self.planner.reset(forget_tries=self.config.learning == "off")
         attempts = successes = 0
         while not ep.done:
+            world.avoid = self.learner.guardrails.forbidden_entries()
+            executor.guards = [self._guard] if self.learner.guardrails.active() else []
             ctx = self._context(ep)
             subgoal = self.planner.next_subgoal(ctx)
             worked_before = self._worked_before(subgoal.key, ctx.condition)
             attempt = executor.attempt(subgoal, ep, worked_before)
             self._keep(attempt, recorder)
+            self.learner.observe(attempt, world.entries(), world.drift)
             self.planner.on_attempt(attempt, ctx)
             attempts += 1
             successes += attempt.diagnosis.success
             if on_step is not None:
                 on_step(ep)
+        self.learner.end_episode()
         unlocked = _unlocked(ep.last_info)
         return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,
                              0.0, ep.terminated, reset_seconds, unlocked)
+
+    def _guard(self, action: str, state: State) -> str | None:
+        """Executor hook: the id of a guardrail that forbids ``action`` now, if any."""
+        move = self.moves.get(action)
+        entering = state.near[1 + move[0]][1 + move[1]] if move else None
+        guard = self.learner.guardrails.blocking_primitive(action, entering, state.facts())
+        return None if guard is None else guard.id
+
+    def _world_facts(self) -> WorldFacts:
+        world = self.world
+        return WorldFacts(world.known_kinds(), world.depleting(), dict(world.highest))
 
     def _context(self, ep: EpisodeState) -> PlanContext:
         state = snapshot(ep.world, ep.step)

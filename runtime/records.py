@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 FACT_MAX_COUNT = 9
@@ -70,6 +71,10 @@ class State:
         return frozenset(preds)
 
     def facts(self) -> frozenset[str]:
+        return self._facts
+
+    @cached_property
+    def _facts(self) -> frozenset[str]:
         """Finer facts for learning requirements and dangers: counter thresholds
         (``wood>=2``), zero counters (``food=0``), what is faced, near and in view."""
         facts = {f"facing:{self.facing_kind}"}

@@ -40,6 +40,10 @@ class WorldModel:
     classes: tuple[str, ...] = ()
     percept: Percept | None = None
     cells_seen: int = 0
+    highest: dict[str, int] = field(default_factory=dict)
+    """The highest value each counter has shown."""
+    avoid: set[str] = field(default_factory=set)
+    """Kinds never to step onto (from guardrails)."""
     drift: dict[str, set[int]] = field(default_factory=dict)
     kind_seen: dict[str, int] = field(default_factory=dict)
     kind_changed: dict[str, int] = field(default_factory=dict)
@@ -48,6 +52,21 @@ class WorldModel:
     def __post_init__(self) -> None:
         size = 2 * self.radius
         self._map = np.full((size, size), UNKNOWN, np.int16)
+
+    def fresh(self) -> WorldModel:
+        """A new map for a new world, keeping what was learned about how worlds behave
+        (walkability, drifting counters, wandering kinds, counter ranges)."""
+        return WorldModel(radius=self.radius, walk=self.walk, drift=self.drift,
+                          kind_seen=self.kind_seen, kind_changed=self.kind_changed,
+                          highest=self.highest, avoid=self.avoid)
+
+    def depleting(self) -> set[str]:
+        """Counters seen to fall on their own."""
+        return {name for name, signs in self.drift.items() if -1 in signs}
+
+    def entries(self) -> dict[str, int]:
+        """How often the agent stepped onto each kind of tile."""
+        return {kind: stats.moved for kind, stats in self.walk.items()}
 
     # -- updating -------------------------------------------------------------------------
 
@@ -76,6 +95,9 @@ class WorldModel:
                 self.position = (self.position[0] + move[0], self.position[1] + move[1])
         if passive and self.percept is not None:
             self._learn_mobility(self.percept, percept, move if moved else (0, 0))
+        for name, value in percept.counters.items():
+            if value > self.highest.get(name, 0):
+                self.highest[name] = value
         self.classes = percept.classes
         self.facing = percept.facing
         self.percept = percept
@@ -160,6 +182,11 @@ class WorldModel:
         view = self._map[top: row + half + 1, left: col + half + 1]
         return view, (top - self.radius, left - self.radius)
 
+    def known_kinds(self, half: int = 12) -> set[str]:
+        """Kinds remembered within ``half`` cells."""
+        view, _ = self.window(half)
+        return {self.classes[i] for i in np.unique(view) if i != UNKNOWN}
+
     def region(self, center: tuple[int, int], half: int) -> np.ndarray:
         """A copy of the remembered class indices within ``half`` cells of ``center``."""
         r, c = center[0] + self.radius, center[1] + self.radius
@@ -205,7 +232,7 @@ class WorldModel:
     def _passable(self, view: np.ndarray) -> np.ndarray:
         ok = np.zeros(len(self.classes) + 1, bool)
         for i, name in enumerate(self.classes):
-            ok[i] = self.walkable(name)
+            ok[i] = self.walkable(name) and name not in self.avoid
         return ok[view]  # UNKNOWN (-1) indexes the trailing False
 
     def frontier_direction(self, rng: np.random.Generator, half: int = 12) -> Direction:

@@ -106,5 +106,6 @@ def test_a_run_killed_with_sigkill_leaves_a_recording_that_loads(tmp_path):
     episode = load_episode(steps_file.parent)
     assert not episode.finished
     assert len(episode.actions) >= written >= 30
-    assert episode.truncated[-1]
+    # Killed mid-episode: marked truncated (unless the kill came just after a death).
+    assert episode.truncated[-1] or episode.terminated[-1]
     assert len(episode.frames) == len(episode.actions) + 1

@@ -1,0 +1,133 @@
+"""Distil guardrails from failures: requirements that were missing, and what hurt the agent.
+
+Two sources:
+- attempts that acted and changed nothing: forbid the subgoal while the requirement the
+  evidence points to is missing (or, before it ever worked, while nothing new is at hand);
+- attempts that lost health or ended in death: forbid stepping onto the kind of tile that
+  killed, or the subgoal being run, while the facts that set the harm apart hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guardrails.model import Guardrail, Trigger, novelty_facts
+from runtime.records import Cause, ExperienceTuple, Subgoal
+from skills.distill import (
+    UNLEARNED_CONTROLLERS,
+    Drift,
+    acted_without_effect,
+    learning_facts,
+    worked,
+)
+from skills.model import Skill
+
+MIN_FAILURES = 2
+RARE_IN_SAFE = 0.2
+MAX_TRIGGER_FACTS = 2
+MIN_CONTRAST = 5
+HARM_FACT_PREFIXES = ("see:", "near:", "facing:", "tag:")
+
+
+def requirement_guardrails(
+    subgoal: str, attempts: Sequence[ExperienceTuple], skill: Skill | None,
+    drift: Drift | None = None,
+) -> list[Guardrail]:
+    """Guardrails for ``subgoal`` from its attempts that acted without effect."""
+    if Subgoal.parse(subgoal).controller in UNLEARNED_CONTROLLERS:
+        return []
+    failures = [t for t in attempts if acted_without_effect(t)]
+    if len(failures) < MIN_FAILURES:
+        return []
+    successes = [t for t in attempts if worked(t, drift or {})]
+    forbidden = f"subgoal {subgoal}"
+    if skill is None or not successes:
+        seen = sorted(set().union(*(novelty_facts(learning_facts(t)) for t in failures)))
+        guard = Guardrail(
+            root_cause=str(Cause.NO_EFFECT),
+            explanation=f"{subgoal} changed nothing in {len(failures)} attempts; "
+                        "retry only with something new held or nearby",
+            trigger=Trigger(within=seen), forbidden=forbidden, scope="subgoal",
+            evidence=_ids(failures))
+        return [_weigh(guard, successes)]
+    guards = []
+    for fact in skill.preconditions:
+        lacking = [t for t in failures if fact not in learning_facts(t)]
+        if not lacking:
+            continue
+        guard = Guardrail(
+            root_cause=str(Cause.MISSING_REQUIREMENT),
+            explanation=f"{subgoal} needs {fact}: it failed {len(lacking)} times without it "
+                        f"and worked {len(successes)} times with it",
+            trigger=Trigger(none_of=[fact]), forbidden=forbidden, scope="subgoal",
+            evidence=_ids(lacking))
+        guards.append(_weigh(guard, successes))
+    return guards
+
+
+def harm_guardrails(
+    attempt: ExperienceTuple,
+    history: Sequence[ExperienceTuple],
+    entries: dict[str, int],
+    depleting: set[str],
+) -> list[Guardrail]:
+    """Guardrails about what caused a death or a loss of health in ``attempt``.
+
+    ``history`` holds earlier attempts (for contrast); ``entries`` counts how often the
+    agent stepped onto each kind of tile (the fatal step included); ``depleting`` names the
+    counters that run down by themselves (their reaching zero may be the cause).
+    """
+    d = attempt.diagnosis
+    died = d.cause == Cause.DIED
+    if not died and d.health_delta >= 0:
+        return []
+    cause = str(Cause.DIED if died else Cause.DAMAGE_TAKEN)
+    if died and d.entered and entries.get(d.entered, 0) <= 1:
+        return [Guardrail(
+            root_cause=cause,
+            explanation=f"died right after stepping onto {d.entered}, "
+                        "a kind it had never stood on before",
+            trigger=Trigger(), forbidden=f"enter {d.entered}", scope="task",
+            evidence=_ids([attempt]))]
+    safe = [t for t in history if t.id != attempt.id and t.diagnosis.health_delta >= 0
+            and t.diagnosis.cause != Cause.DIED]
+    same = [t for t in safe if t.subgoal == attempt.subgoal]
+    contrast = same if len(same) >= MIN_CONTRAST else safe
+    if len(contrast) < MIN_CONTRAST:
+        return []
+    facts = _rare_facts(attempt.pre.facts(), contrast, depleting)
+    if not facts:
+        return []
+    subgoal = attempt.subgoal.key
+    guard = Guardrail(
+        root_cause=cause,
+        explanation=f"{'died' if died else f'lost {-d.health_delta} health'} during {subgoal} "
+                    f"while {' & '.join(facts)}",
+        trigger=Trigger(all_of=facts), forbidden=f"subgoal {subgoal}", scope="subgoal",
+        evidence=_ids([attempt]), status="active" if died else "candidate")
+    return [_weigh(guard, same)]
+
+
+def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
+                depleting: set[str]) -> list[str]:
+    """Up to two facts of the harmful attempt that were rare in safe ones, rarest first."""
+    candidates = [f for f in facts if f.startswith(HARM_FACT_PREFIXES)
+                  or (f.endswith("=0") and f[:-2] in depleting)]
+    safe_facts = [t.pre.facts() for t in safe]
+    share = {f: sum(f in s for s in safe_facts) / max(len(safe_facts), 1) for f in candidates}
+    rare = sorted((f for f in candidates if share[f] < RARE_IN_SAFE), key=lambda f: (share[f], f))
+    return rare[:MAX_TRIGGER_FACTS]
+
+
+def _weigh(guard: Guardrail, successes: Sequence[ExperienceTuple]) -> Guardrail:
+    """Record attempts that went well while the trigger held: evidence against it."""
+    guard.contradictions = _ids(
+        [t for t in successes if guard.trigger.holds(learning_facts(t))])
+    if len(guard.contradictions) >= MIN_FAILURES and \
+            len(guard.contradictions) >= len(guard.evidence):
+        guard.status = "retired"
+    return guard
+
+
+def _ids(attempts: Sequence[ExperienceTuple]) -> list[int]:
+    return sorted(t.id for t in attempts if t.id is not None)

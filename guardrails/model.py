@@ -1,0 +1,95 @@
+"""A guardrail: an operation the agent must not perform while a trigger condition holds."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Fact families that count as "something new" for a ``within`` trigger: what is held
+#: (counter thresholds) and what is next to the agent.
+NOVELTY_PREFIXES = ("near:", "facing:")
+
+
+def novelty_facts(facts: frozenset[str] | set[str]) -> set[str]:
+    return {f for f in facts if ">=" in f or f.startswith(NOVELTY_PREFIXES)}
+
+
+@dataclass
+class Trigger:
+    """Holds when every ``all_of`` fact holds, no ``none_of`` fact does and, if ``within``
+    is set, the state shows nothing outside it (no held item or neighbour not seen before)."""
+
+    all_of: list[str] = field(default_factory=list)
+    none_of: list[str] = field(default_factory=list)
+    within: list[str] | None = None
+
+    def holds(self, facts: frozenset[str] | set[str]) -> bool:
+        if any(f not in facts for f in self.all_of):
+            return False
+        if any(f in facts for f in self.none_of):
+            return False
+        return self.within is None or novelty_facts(facts) <= set(self.within)
+
+    def describe(self) -> str:
+        parts = [" & ".join(self.all_of)] if self.all_of else []
+        parts += [f"not {f}" for f in self.none_of]
+        if self.within is not None:
+            parts.append(f"nothing held or near beyond the {len(self.within)} facts "
+                         "of the failures")
+        return " & ".join(parts) or "always"
+
+
+@dataclass
+class Guardrail:
+    """Distilled from failures: why they failed, what to forbid, where, and on what evidence.
+
+    ``forbidden`` is ``subgoal <key>`` (checked by the planner before choosing) or
+    ``enter <kind>`` / ``primitive <action>`` (checked by the executor before each action).
+    """
+
+    root_cause: str
+    explanation: str
+    trigger: Trigger
+    forbidden: str
+    scope: str
+    """``subgoal`` (only that subgoal is affected) or ``task`` (anything the agent does)."""
+    evidence: list[int]
+    contradictions: list[int] = field(default_factory=list)
+    status: str = "active"
+    version: int = 0
+
+    @property
+    def id(self) -> str:
+        """Stable across versions: what is forbidden, and under which trigger."""
+        key = f"{self.forbidden}|{sorted(self.trigger.all_of)}|{sorted(self.trigger.none_of)}|" \
+              f"{self.trigger.within is not None}"
+        return "g-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+
+    @property
+    def confidence(self) -> float:
+        """Share of the evidence that supports it (with one phantom contradiction)."""
+        return len(self.evidence) / (len(self.evidence) + len(self.contradictions) + 1)
+
+    def blocks_subgoal(self, subgoal: str, facts: frozenset[str]) -> bool:
+        return (self.status == "active" and self.forbidden == f"subgoal {subgoal}"
+                and self.trigger.holds(facts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "root_cause": self.root_cause, "explanation": self.explanation,
+            "trigger": {"all_of": self.trigger.all_of, "none_of": self.trigger.none_of,
+                        "within": self.trigger.within},
+            "forbidden": self.forbidden, "scope": self.scope, "evidence": self.evidence,
+            "contradictions": self.contradictions, "status": self.status,
+            "confidence": round(self.confidence, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any], version: int = 0) -> Guardrail:
+        t = body["trigger"]
+        return cls(
+            body["root_cause"], body["explanation"],
+            Trigger(list(t["all_of"]), list(t["none_of"]), t["within"]),
+            body["forbidden"], body["scope"], list(body["evidence"]),
+            list(body.get("contradictions", [])), body.get("status", "active"), version)

@@ -1,0 +1,74 @@
+"""The guardrail set: current guardrails in memory, all versions in the store's tier 3,
+and the checks the planner and the executor run against them."""
+
+from __future__ import annotations
+
+from guardrails.model import Guardrail
+from runtime.knowledge import Knowledge
+
+KIND = "guardrail"
+CONFIRMATIONS = 2
+"""Harm events a guardrail about a non-fatal loss needs before it is enforced."""
+
+
+class GuardrailSet:
+    def __init__(self, knowledge: Knowledge | None = None):
+        self.knowledge = knowledge
+        self.guardrails: dict[str, Guardrail] = {}
+        if knowledge is not None:
+            for entry in knowledge.current(KIND):
+                self.guardrails[entry.key] = Guardrail.from_dict(entry.body, entry.version)
+
+    def update(self, guard: Guardrail) -> Guardrail:
+        """Merge a freshly distilled guardrail into the one with the same id, if any.
+
+        Evidence accumulates; a guardrail a person disabled stays disabled; a candidate
+        (one non-fatal harm) becomes active once the harm is seen again.
+        """
+        old = self.guardrails.get(guard.id)
+        if old is not None:
+            guard.evidence = sorted(set(old.evidence) | set(guard.evidence))
+            guard.contradictions = sorted(set(old.contradictions) | set(guard.contradictions))
+            if old.status == "disabled":
+                guard.status = "disabled"
+            elif guard.status == "candidate" and len(guard.evidence) >= CONFIRMATIONS:
+                guard.status = "active"  # the same harm seen again: confirmed
+            elif old.status == "retired" and guard.status == "active" and \
+                    len(guard.contradictions) >= len(guard.evidence):
+                guard.status = "retired"
+        if self.knowledge is not None:
+            subgoal = guard.forbidden.split(" ", 1)[1] if guard.forbidden.startswith(
+                "subgoal ") else ""
+            guard.version = self.knowledge.put(
+                KIND, guard.id, guard.status, guard.to_dict(), subgoal=subgoal,
+                trigger=guard.trigger.describe())
+        self.guardrails[guard.id] = guard
+        return guard
+
+    def active(self) -> list[Guardrail]:
+        return [g for g in self.guardrails.values() if g.status == "active"]
+
+    def blocking_subgoal(self, subgoal: str, facts: frozenset[str]) -> Guardrail | None:
+        """The first active guardrail that forbids ``subgoal`` in a state with ``facts``."""
+        for guard in self.active():
+            if guard.blocks_subgoal(subgoal, facts):
+                return guard
+        return None
+
+    def forbidden_entries(self) -> set[str]:
+        """Tile kinds the agent must not step onto."""
+        return {g.forbidden.split(" ", 1)[1] for g in self.active()
+                if g.forbidden.startswith("enter ") and not g.trigger.all_of}
+
+    def blocking_primitive(self, action: str, entering: str | None,
+                           facts: frozenset[str]) -> Guardrail | None:
+        """The first active guardrail that forbids sending ``action`` now (``entering`` is
+        the kind of tile a move would step onto)."""
+        for guard in self.active():
+            if not guard.trigger.holds(facts):
+                continue
+            if guard.forbidden == f"primitive {action}":
+                return guard
+            if entering is not None and guard.forbidden == f"enter {entering}":
+                return guard
+        return None

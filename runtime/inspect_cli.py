@@ -1,0 +1,166 @@
+"""``cairn skills …`` and ``cairn guardrails …``: read, explain and switch stored knowledge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORE = "runs/experience.sqlite"
+
+
+class InspectError(Exception):
+    """Bad input to an inspection command (shown as one line)."""
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    skills = sub.add_parser(
+        "skills", help="list or show the skills in a store",
+        description="Skills are distilled from successful attempts: a subgoal, its learned "
+                    "preconditions and verification, and the attempts it came from.")
+    skills.add_argument("--store", default=DEFAULT_STORE, help="experience store file")
+    s_sub = skills.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s_sub.add_parser("list", help="one line per skill")
+    show = s_sub.add_parser("show", help="one skill in full, with its version history")
+    show.add_argument("id", help="the skill's id (its subgoal, e.g. interact:tree)")
+    skills.set_defaults(func=cmd_skills)
+
+    guards = sub.add_parser(
+        "guardrails", help="list, show, disable, enable or export guardrails",
+        description="Guardrails are distilled from failures: a root cause, a trigger "
+                    "condition, the operation they forbid, and the evidence behind them.")
+    guards.add_argument("--store", default=DEFAULT_STORE, help="experience store file")
+    g_sub = guards.add_subparsers(dest="action", required=True, metavar="ACTION")
+    g_sub.add_parser("list", help="one line per guardrail")
+    show = g_sub.add_parser("show", help="one guardrail with its evidence")
+    show.add_argument("id", help="guardrail id (g-xxxxxxxx), as 'list' prints it")
+    show.add_argument("--runs", default="runs",
+                      help="where recordings are, to point at the evidence's frames")
+    for name, text in (("disable", "stop enforcing a guardrail"),
+                       ("enable", "enforce a guardrail again")):
+        action = g_sub.add_parser(name, help=text)
+        action.add_argument("id", help="guardrail id")
+    export = g_sub.add_parser("export", help="every guardrail as JSON")
+    export.add_argument("--output", "-o", help="write to this file instead of stdout")
+    guards.set_defaults(func=cmd_guardrails)
+
+
+def _open(path: str):
+    from runtime.store import ExperienceStore, StoreError
+
+    if not Path(path).is_file():
+        raise InspectError(f"no experience store at {path} (run 'cairn run' first or pass "
+                           "--store)")
+    try:
+        return ExperienceStore(path)
+    except StoreError as err:
+        raise InspectError(str(err)) from None
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    from skills.library import KIND
+
+    with _open(args.store) as store:
+        entries = store.knowledge.current(KIND)
+        if args.action == "list":
+            print(f"{'id':<28} {'status':<8} {'ver':>3} {'rate':>9}  {'verification':<22} "
+                  "preconditions")
+            for e in entries:
+                b = e.body
+                rate = f"{b['successes']}/{b['attempts']}"
+                print(f"{e.key:<28} {e.status:<8} {e.version:>3} {rate:>9}  "
+                      f"{', '.join(b['verification']) or '-':<22} "
+                      f"{', '.join(b['preconditions']) or '-'}")
+            if not entries:
+                print("no skills yet")
+            return 0
+        history = store.knowledge.history(KIND, args.id)
+        if not history:
+            raise InspectError(f"no skill '{args.id}' in {args.store} (see 'cairn skills list')")
+        _print_fields(history[-1].body, history[-1].version)
+        print("history: " + "; ".join(f"v{e.version} {e.status} "
+                                      f"{'+'.join(e.body['preconditions']) or 'no preconditions'}"
+                                      for e in history))
+    return 0
+
+
+def cmd_guardrails(args: argparse.Namespace) -> int:
+    from guardrails.store import KIND
+
+    with _open(args.store) as store:
+        k = store.knowledge
+        if args.action == "list":
+            entries = k.current(KIND)
+            print(f"{'id':<11} {'status':<9} {'conf':>5} {'evid':>4}  {'forbidden':<32} trigger")
+            for e in entries:
+                b = e.body
+                print(f"{e.key:<11} {e.status:<9} {b['confidence']:>5.2f} "
+                      f"{len(b['evidence']):>4}  {b['forbidden']:<32} {e.trigger}")
+            if not entries:
+                print("no guardrails yet")
+        elif args.action == "show":
+            entry = k.get(KIND, args.id)
+            if entry is None:
+                raise InspectError(f"no guardrail '{args.id}' in {args.store} "
+                                   "(see 'cairn guardrails list')")
+            _print_fields(entry.body, entry.version, skip={"evidence", "contradictions"})
+            print(f"trigger (readable): {entry.trigger}")
+            _print_evidence(store, entry.body["evidence"], Path(args.runs), "evidence")
+            _print_evidence(store, entry.body["contradictions"], Path(args.runs),
+                            "contradicting")
+        elif args.action in ("disable", "enable"):
+            try:
+                entry = k.set_status(KIND, args.id, "disabled" if args.action == "disable"
+                                     else "active")
+            except KeyError:
+                raise InspectError(f"no guardrail '{args.id}' in {args.store}") from None
+            print(f"{entry.key}: {entry.status} (version {entry.version})")
+        else:
+            data = json.dumps([dict(e.body, version=e.version) for e in k.current(KIND)],
+                              indent=2)
+            if args.output:
+                Path(args.output).write_text(data + "\n")
+                print(f"wrote {args.output}")
+            else:
+                print(data)
+    return 0
+
+
+def _print_fields(body: dict[str, Any], version: int, skip: set[str] = frozenset()) -> None:
+    print(f"version: {version}")
+    for key, value in body.items():
+        if key in skip:
+            continue
+        if isinstance(value, dict | list):
+            value = json.dumps(value)
+        print(f"{key}: {value}")
+
+
+def _print_evidence(store, ids: list[int], runs: Path, label: str) -> None:
+    print(f"{label}: {len(ids)} attempt(s)")
+    recordings = _recordings_by_episode(runs)
+    for attempt_id in ids[-10:]:
+        t = store.get(attempt_id)
+        if t is None:
+            print(f"  #{attempt_id}: not in this store")
+            continue
+        where = recordings.get(t.episode)
+        frames = f"{where}/frames.bin frames {t.step_start}-{t.step_end}" if where else \
+            "recording not found under " + str(runs)
+        print(f"  #{attempt_id} episode {t.episode} steps {t.step_start}-{t.step_end} "
+              f"{t.subgoal.key} -> {t.diagnosis.cause}; {frames}")
+    if len(ids) > 10:
+        print(f"  ... and {len(ids) - 10} earlier")
+
+
+def _recordings_by_episode(runs: Path) -> dict[str, Path]:
+    found = {}
+    for meta in runs.glob("*/episode-*/meta.json"):
+        try:
+            episode = json.loads(meta.read_text()).get("metadata", {}).get("episode")
+        except (OSError, ValueError):
+            continue
+        if episode:
+            found[episode] = meta.parent
+    return found

@@ -1,0 +1,150 @@
+"""The symbolic planner: chains learned skills backward from the goal, explores elsewhere.
+
+The goal is reward. Skills that have earned reward are the targets (each once per episode,
+as the task rewards a thing once); their unmet preconditions are reached through skills
+whose verified effects provide them (a counter that rises, a tile kind that gets made),
+or by walking to a remembered tile. Counters that run down by themselves are topped up
+with skills that raise them before they run out. Where no skill applies it explores:
+interactions it never tried, actions its guardrails no longer forbid, unseen ground.
+Guardrails veto subgoals; every failed attempt triggers a fresh plan from the current
+state, so steps already achieved are kept and only the rest is repaired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from guardrails.store import GuardrailSet
+from runtime.planner import PlanContext, candidate_subgoals
+from runtime.records import ExperienceTuple, Subgoal
+from skills.library import SkillLibrary
+from skills.model import Skill
+
+MAX_DEPTH = 6
+NEED_FRACTION = 0.4
+"""A self-depleting counter below this share of its highest value seen is a need."""
+
+
+@dataclass
+class WorldFacts:
+    """What the planner may know about the world beyond the state: remembered kinds and
+    which counters run down by themselves (both learned by the world model)."""
+
+    known_kinds: set[str]
+    depleting: set[str]
+    highest: dict[str, int]
+
+
+class SymbolicPlanner:
+    def __init__(self, skills: SkillLibrary, guardrails: GuardrailSet,
+                 rng: np.random.Generator,
+                 world_facts: Callable[[], WorldFacts] | None = None):
+        self.skills = skills
+        self.guardrails = guardrails
+        self.rng = rng
+        self.world_facts = world_facts
+        self.rewarded_this_episode: set[str] = set()
+        self.tried: dict[str, int] = {}
+        self.failed_here: dict[tuple[str, int], int] = {}
+        self.last_reason = ""
+
+    def reset(self, forget_tries: bool = False) -> None:
+        """Start of an episode; ``forget_tries`` also drops what was tried before (for the
+        baseline that must not learn across episodes)."""
+        self.rewarded_this_episode.clear()
+        self.failed_here.clear()
+        if forget_tries:
+            self.tried.clear()
+
+    # -- choosing ----------------------------------------------------------------------------
+
+    def next_subgoal(self, ctx: PlanContext) -> Subgoal:
+        facts = ctx.state.facts()
+        world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
+        for reason, skill in self._goals(ctx, world):
+            step = self._first_step(skill, facts, ctx, world, set(), 0)
+            if step is not None and self._allowed(step, facts, ctx):
+                self.last_reason = f"{reason}: {skill.subgoal}"
+                return step
+        self.last_reason = "explore"
+        return self._explore(ctx, facts)
+
+    def _goals(self, ctx: PlanContext, world: WorldFacts) -> list[tuple[str, Skill]]:
+        goals = []
+        for counter in sorted(world.depleting):
+            high = world.highest.get(counter, 0)
+            if high and ctx.state.counters.get(counter, 0) < NEED_FRACTION * high:
+                goals += [("need", s) for s in self.skills.raising(counter)[:1]]
+        todo = [s for s in self.skills.rewarding()
+                if s.subgoal not in self.rewarded_this_episode]
+        todo.sort(key=lambda s: (len(s.preconditions), -s.success_rate, s.subgoal))
+        goals += [("reward", s) for s in todo]
+        return goals
+
+    def _first_step(self, skill: Skill, facts: frozenset[str], ctx: PlanContext,
+                    world: WorldFacts, visiting: set[str], depth: int) -> Subgoal | None:
+        """The first subgoal on a path that ends with ``skill`` applied, or None."""
+        if depth > MAX_DEPTH or skill.subgoal in visiting:
+            return None
+        visiting = visiting | {skill.subgoal}
+        for fact in skill.preconditions:
+            if fact not in facts:
+                return self._achieve(fact, facts, ctx, world, visiting, depth)
+        subgoal = Subgoal.parse(skill.subgoal)
+        if subgoal.controller in ("interact", "approach") and subgoal.target not in \
+                world.known_kinds | set(ctx.state.visible):
+            return None  # needs a tile not in sight; exploring may find one
+        return subgoal
+
+    def _achieve(self, fact: str, facts: frozenset[str], ctx: PlanContext, world: WorldFacts,
+                 visiting: set[str], depth: int) -> Subgoal | None:
+        if ">=" in fact:
+            counter = fact.split(">=", 1)[0]
+            for producer in self.skills.raising(counter):
+                step = self._first_step(producer, facts, ctx, world, visiting, depth + 1)
+                if step is not None and self._allowed(step, facts, ctx):
+                    return step
+            return None
+        if fact.startswith(("near:", "facing:")):
+            kind = fact.split(":", 1)[1]
+            if kind in world.known_kinds:
+                return Subgoal("approach", kind)
+            for maker in self.skills.creating(kind):
+                step = self._first_step(maker, facts, ctx, world, visiting, depth + 1)
+                if step is not None and self._allowed(step, facts, ctx):
+                    return step
+        return None
+
+    def _allowed(self, subgoal: Subgoal, facts: frozenset[str], ctx: PlanContext) -> bool:
+        if self.guardrails.blocking_subgoal(subgoal.key, facts) is not None:
+            return False
+        return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
+
+    def _explore(self, ctx: PlanContext, facts: frozenset[str]) -> Subgoal:
+        """Untried subgoals first, then ones no guardrail forbids, least tried first."""
+        options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
+        if not options:
+            return Subgoal("explore")
+        scores = []
+        for s in options:
+            tried = self.tried.get(s.key, 0)
+            score = 3.0 if tried == 0 else 1.0 / (1 + tried)
+            if s.controller == "explore":
+                score = 0.6
+            scores.append(score + 0.5 * self.rng.random())
+        return options[int(np.argmax(scores))]
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def on_attempt(self, attempt: ExperienceTuple, ctx: PlanContext) -> None:
+        key = attempt.subgoal.key
+        self.tried[key] = self.tried.get(key, 0) + 1
+        if "reward" in attempt.diagnosis.effects:
+            self.rewarded_this_episode.add(key)
+        if not attempt.diagnosis.success:
+            cell = (key, ctx.condition)
+            self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
+

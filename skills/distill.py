@@ -1,0 +1,151 @@
+"""Distil one skill per subgoal from its attempts: verification from what every success did,
+preconditions from what separates successes from failures of the same subgoal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from runtime.records import Cause, ExperienceTuple, Subgoal
+from skills.model import Skill, split_counter_effect
+
+#: Failures where the agent got to act and nothing happened: evidence about requirements.
+REQUIREMENT_CAUSES = frozenset({
+    Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
+MIN_SUCCESSES = 1
+DEMOTE_AFTER = 6
+DEMOTE_BELOW = 0.25
+PROVENANCE_KEPT = 20
+
+
+#: Controllers that walk to their target first: what was faced, near or in view when the
+#: attempt started says nothing about the moment they acted.
+WALKING_CONTROLLERS = frozenset({"interact", "approach"})
+#: Controllers with no requirement to learn: exploring is the agent's fallback.
+UNLEARNED_CONTROLLERS = frozenset({"explore"})
+
+
+def learning_facts(t: ExperienceTuple) -> frozenset[str]:
+    """The facts of an attempt's pre-state that can bear on whether it works."""
+    facts = t.pre.facts()
+    if t.subgoal.controller in WALKING_CONTROLLERS:
+        return frozenset(f for f in facts if not f.startswith(("facing:", "near:", "see:")))
+    return facts
+
+
+#: Controllers judged by the effect they cause (not by reaching a place or waking up).
+EFFECT_CONTROLLERS = frozenset({"interact", "use"})
+
+Drift = dict[str, set[int]]
+
+
+def caused(effect: str, drift: Drift) -> bool:
+    """False for a counter change in a direction the counter is now known to drift in (an
+    early attempt may have credited itself with it before the drift was learned)."""
+    name, sign, _ = split_counter_effect(effect)
+    return name is None or (1 if sign == "+" else -1) not in drift.get(name, ())
+
+
+def worked(t: ExperienceTuple, drift: Drift) -> bool:
+    """Re-judge a success with what is known now about counters that change on their own."""
+    if not t.diagnosis.success:
+        return False
+    if t.subgoal.controller not in EFFECT_CONTROLLERS:
+        return True
+    return any(caused(e, drift) for e in t.diagnosis.effects)
+
+
+def acted_without_effect(t: ExperienceTuple) -> bool:
+    """A failure where the action was carried out (target reached) but changed nothing."""
+    d = t.diagnosis
+    reached = d.distance is None or d.distance <= 1
+    return not d.success and d.cause in REQUIREMENT_CAUSES and reached and bool(t.primitives)
+
+
+def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
+                  drift: Drift | None = None) -> Skill | None:
+    """The skill that ``attempts`` (all at ``subgoal``) support, or None without a success.
+
+    ``drift`` (counter -> directions it moves in by itself) keeps such changes out of the
+    verification and out of what counts as having worked.
+    """
+    if Subgoal.parse(subgoal).controller in UNLEARNED_CONTROLLERS:
+        return None
+    drift = drift or {}
+    successes = [t for t in attempts if worked(t, drift)]
+    if len(successes) < MIN_SUCCESSES:
+        return None
+    failures = [t for t in attempts if acted_without_effect(t)]
+    preconditions = explain_failures(
+        [learning_facts(t) for t in successes], [learning_facts(t) for t in failures])
+    verification = common_effects(
+        [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
+    relevant = [t for t in successes + failures
+                if all(p in learning_facts(t) for p in preconditions)]
+    n_worked = sum(worked(t, drift) for t in relevant)
+    skill = Skill(
+        subgoal=subgoal,
+        procedure=[_procedure(subgoal, successes)],
+        preconditions=preconditions,
+        verification=verification,
+        successes=n_worked,
+        attempts=len(relevant),
+        rewarded=sum("reward" in t.diagnosis.effects for t in successes),
+        provenance=sorted(t.id for t in successes if t.id is not None)[-PROVENANCE_KEPT:],
+    )
+    if skill.attempts >= DEMOTE_AFTER and skill.success_rate < DEMOTE_BELOW:
+        skill.status = "demoted"
+    return skill
+
+
+def explain_failures(success_facts: list[frozenset[str]],
+                     failure_facts: list[frozenset[str]]) -> list[str]:
+    """The fewest facts, each true in every success, such that every failure lacked one.
+
+    Greedy set cover: take the fact that the most unexplained failures lacked; among
+    equals prefer counter thresholds (the usual requirement), then the highest threshold.
+    Failures that no such fact explains are left as noise (they lower the success rate).
+    """
+    if not success_facts:
+        return []
+    candidates = frozenset.intersection(*success_facts)
+    unexplained = list(failure_facts)
+    chosen: list[str] = []
+    while unexplained:
+        gains = {p: sum(p not in f for f in unexplained) for p in candidates - set(chosen)}
+        if not gains:
+            break
+        best = max(gains, key=lambda p: (gains[p], _preference(p), p))
+        if gains[best] == 0:
+            break
+        chosen.append(best)
+        unexplained = [f for f in unexplained if best in f]
+    return sorted(chosen)
+
+
+def _preference(fact: str) -> tuple[int, int]:
+    if ">=" in fact:
+        return 2, int(fact.rsplit(">=", 1)[1])
+    if fact.startswith(("near:", "facing:")):
+        return 1, 0
+    return 0, 0
+
+
+def common_effects(effect_lists: list[list[str]]) -> list[str]:
+    """Effects seen in every success; if none is, the most frequent one. ``reward`` is left
+    out: the task rewards a thing once, so it is no test that the skill worked."""
+    sets = [set(e) - {"reward"} for e in effect_lists]
+    if not sets:
+        return []
+    always = set.intersection(*sets)
+    if always:
+        return sorted(always)
+    counts = Counter(e for s in sets for e in s)
+    return [counts.most_common(1)[0][0]] if counts else []
+
+
+def _procedure(subgoal: str, successes: list[ExperienceTuple]) -> dict[str, object]:
+    controller, _, target = subgoal.partition(":")
+    steps = sorted(len(t.primitives) for t in successes)
+    return {"controller": controller, "target": target or None,
+            "median_steps": steps[len(steps) // 2]}

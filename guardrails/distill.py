@@ -17,6 +17,7 @@ from skills.distill import (
     UNLEARNED_CONTROLLERS,
     Drift,
     acted_without_effect,
+    depleting,
     learning_facts,
     worked,
 )
@@ -42,14 +43,17 @@ def requirement_guardrails(
     successes = [t for t in attempts if worked(t, drift or {})]
     forbidden = f"subgoal {subgoal}"
     if skill is None or not successes:
-        seen = sorted(set().union(*(novelty_facts(learning_facts(t)) for t in failures)))
+        ignore = depleting(drift or {})
+        seen = sorted(set().union(*(novelty_facts(learning_facts(t), ignore)
+                                    for t in failures)))
         guard = Guardrail(
             root_cause=str(Cause.NO_EFFECT),
             explanation=f"{subgoal} changed nothing in {len(failures)} attempts; "
                         "retry only with something new held or nearby",
-            trigger=Trigger(within=seen), forbidden=forbidden, scope="subgoal",
+            trigger=Trigger(within=seen, ignore=sorted(ignore)), forbidden=forbidden,
+            scope="subgoal",
             evidence=_ids(failures))
-        return [_weigh(guard, successes)]
+        return [weigh(guard, successes)]
     guards = []
     for fact in skill.preconditions:
         lacking = [t for t in failures if fact not in learning_facts(t)]
@@ -61,7 +65,7 @@ def requirement_guardrails(
                         f"and worked {len(successes)} times with it",
             trigger=Trigger(none_of=[fact]), forbidden=forbidden, scope="subgoal",
             evidence=_ids(lacking))
-        guards.append(_weigh(guard, successes))
+        guards.append(weigh(guard, successes))
     return guards
 
 
@@ -105,7 +109,7 @@ def harm_guardrails(
                     f"while {' & '.join(facts)}",
         trigger=Trigger(all_of=facts), forbidden=f"subgoal {subgoal}", scope="subgoal",
         evidence=_ids([attempt]), status="active" if died else "candidate")
-    return [_weigh(guard, same)]
+    return [weigh(guard, same)]
 
 
 def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
@@ -119,8 +123,9 @@ def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
     return rare[:MAX_TRIGGER_FACTS]
 
 
-def _weigh(guard: Guardrail, successes: Sequence[ExperienceTuple]) -> Guardrail:
-    """Record attempts that went well while the trigger held: evidence against it."""
+def weigh(guard: Guardrail, successes: Sequence[ExperienceTuple]) -> Guardrail:
+    """Record attempts that went well while the trigger held: evidence against it. As
+    many contradictions as supporting failures (two at least) retire the guardrail."""
     guard.contradictions = _ids(
         [t for t in successes if guard.trigger.holds(learning_facts(t))])
     if len(guard.contradictions) >= MIN_FAILURES and \

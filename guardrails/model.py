@@ -11,8 +11,11 @@ from typing import Any
 NOVELTY_PREFIXES = ("near:", "facing:")
 
 
-def novelty_facts(facts: frozenset[str] | set[str]) -> set[str]:
-    return {f for f in facts if ">=" in f or f.startswith(NOVELTY_PREFIXES)}
+def novelty_facts(facts: frozenset[str] | set[str], ignore: frozenset[str] | set[str] = frozenset()
+                  ) -> set[str]:
+    """Held items (counter thresholds, minus counters in ``ignore``) and neighbours."""
+    return {f for f in facts
+            if (">=" in f and f.split(">=", 1)[0] not in ignore) or f.startswith(NOVELTY_PREFIXES)}
 
 
 @dataclass
@@ -23,13 +26,15 @@ class Trigger:
     all_of: list[str] = field(default_factory=list)
     none_of: list[str] = field(default_factory=list)
     within: list[str] | None = None
+    ignore: list[str] = field(default_factory=list)
+    """Counters whose levels ``within`` disregards (ones that change by themselves)."""
 
     def holds(self, facts: frozenset[str] | set[str]) -> bool:
         if any(f not in facts for f in self.all_of):
             return False
         if any(f in facts for f in self.none_of):
             return False
-        return self.within is None or novelty_facts(facts) <= set(self.within)
+        return self.within is None or novelty_facts(facts, set(self.ignore)) <= set(self.within)
 
     def describe(self) -> str:
         parts = [" & ".join(self.all_of)] if self.all_of else []
@@ -79,7 +84,7 @@ class Guardrail:
         return {
             "id": self.id, "root_cause": self.root_cause, "explanation": self.explanation,
             "trigger": {"all_of": self.trigger.all_of, "none_of": self.trigger.none_of,
-                        "within": self.trigger.within},
+                        "within": self.trigger.within, "ignore": self.trigger.ignore},
             "forbidden": self.forbidden, "scope": self.scope, "evidence": self.evidence,
             "contradictions": self.contradictions, "status": self.status,
             "confidence": round(self.confidence, 3),
@@ -90,6 +95,6 @@ class Guardrail:
         t = body["trigger"]
         return cls(
             body["root_cause"], body["explanation"],
-            Trigger(list(t["all_of"]), list(t["none_of"]), t["within"]),
+            Trigger(list(t["all_of"]), list(t["none_of"]), t["within"], list(t.get("ignore", []))),
             body["forbidden"], body["scope"], list(body["evidence"]),
             list(body.get("contradictions", [])), body.get("status", "active"), version)

@@ -49,8 +49,10 @@ class AttemptView:
             return True
         if self.world.unexplained_changes(self.counters_start, self.world.percept.counters):
             return True
-        return (target is not None and not self.world.mobile(kind_before)
-                and self.world.kind_at(target) != kind_before)
+        if target is None or self.world.mobile(kind_before):
+            return False
+        after = self.world.kind_at(target)
+        return after != kind_before and not self.world.mobile(after)
 
 
 Controller = Generator[str, None, Outcome]

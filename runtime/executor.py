@@ -15,6 +15,7 @@ from runtime.controllers import AttemptView, Controllers, Outcome
 from runtime.diagnosis import Diagnoser, MotionMonitor, Trace
 from runtime.records import ExperienceTuple, State, Subgoal
 from runtime.world import WorldModel
+from skills.distill import EFFECT_CONTROLLERS
 
 #: A guard sees the action name about to be sent and the current state; it returns a
 #: reason to block the action, or None. Guardrails plug in here.
@@ -96,9 +97,11 @@ class Executor:
         outcome = outcome or Outcome(reached=False, detail="interrupted")
         post = snapshot(world, ep.step)
         changed = _changed_tiles(world, center, region_before)
+        effects = self._effects(world, pre, post, outcome, trace)
+        if subgoal.controller in EFFECT_CONTROLLERS and not effects:
+            outcome.effect = False  # what looked like an effect mid-attempt was drift
         diagnosis = self.diagnoser.diagnose(
-            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere,
-            self._effects(world, pre, post, outcome, trace))
+            subgoal, pre, post, trace, outcome, changed, succeeded_elsewhere, effects)
         return ExperienceTuple(
             episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
             subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)
@@ -110,7 +113,8 @@ class Executor:
         effects = [f"{name}{change:+d}" for name, change in sorted(caused.items())]
         if outcome.target is not None and outcome.target_before is not None:
             after = world.kind_at(outcome.target)
-            if after != outcome.target_before and not world.mobile(outcome.target_before):
+            if after != outcome.target_before and not world.mobile(outcome.target_before) \
+                    and not world.mobile(after):
                 effects.append(f"tile:{outcome.target_before}>{after}")
         if trace.reward >= self.config.agent.reward_threshold:
             effects.append("reward")

@@ -49,6 +49,8 @@ class SymbolicPlanner:
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
+        self.seen_facts: set[str] = set()
+        self.harmed = False
         self.last_reason = ""
 
     def reset(self, forget_tries: bool = False) -> None:
@@ -63,7 +65,12 @@ class SymbolicPlanner:
 
     def next_subgoal(self, ctx: PlanContext) -> Subgoal:
         facts = ctx.state.facts()
+        self.seen_facts |= facts
         world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
+        defence = self._defend(facts) if self.harmed else None
+        if defence is not None:
+            self.last_reason = f"defend: {defence.key}"
+            return defence
         for reason, skill in self._goals(ctx, world):
             step = self._first_step(skill, facts, ctx, world, set(), 0)
             if step is not None and self._allowed(step, facts, ctx):
@@ -71,6 +78,18 @@ class SymbolicPlanner:
                 return step
         self.last_reason = "explore"
         return self._explore(ctx, facts)
+
+    def _defend(self, facts: frozenset[str]) -> Subgoal | None:
+        """Just lost health: remove a neighbour that an interaction is known to remove."""
+        for fact in sorted(facts):
+            if not fact.startswith("near:"):
+                continue
+            kind = fact.split(":", 1)[1]
+            skill = self.skills.get(f"interact:{kind}")
+            if skill is not None and skill.status == "active" and any(
+                    v.startswith(f"tile:{kind}>") for v in skill.verification):
+                return Subgoal("interact", kind)
+        return None
 
     def _goals(self, ctx: PlanContext, world: WorldFacts) -> list[tuple[str, Skill]]:
         goals = []
@@ -124,23 +143,45 @@ class SymbolicPlanner:
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
     def _explore(self, ctx: PlanContext, facts: frozenset[str]) -> Subgoal:
-        """Untried subgoals first, then ones no guardrail forbids, least tried first."""
+        """Untried subgoals first; then skills that would reach a counter level never held
+        (a new level may be what a forbidden subgoal was missing); then the least tried."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
+        novel = self._new_levels(ctx, facts)
+        options += [s for s in novel if s not in options]
         if not options:
             return Subgoal("explore")
         scores = []
         for s in options:
             tried = self.tried.get(s.key, 0)
             score = 3.0 if tried == 0 else 1.0 / (1 + tried)
+            if s in novel:
+                score = max(score, 2.0)
             if s.controller == "explore":
                 score = 0.6
             scores.append(score + 0.5 * self.rng.random())
         return options[int(np.argmax(scores))]
 
+    def _new_levels(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
+        found = []
+        visible = set(ctx.state.visible)
+        for skill in self.skills.active():
+            subgoal = Subgoal.parse(skill.subgoal)
+            if subgoal.controller == "interact" and subgoal.target not in visible:
+                continue
+            for counter in skill.raises():
+                level = ctx.state.counters.get(counter, 0) + 1
+                if f"{counter}>={level}" not in self.seen_facts and skill.applicable(facts) \
+                        and self._allowed(subgoal, facts, ctx):
+                    found.append(subgoal)
+                    break
+        return found
+
     # -- feedback ----------------------------------------------------------------------------
 
     def on_attempt(self, attempt: ExperienceTuple, ctx: PlanContext) -> None:
         key = attempt.subgoal.key
+        self.seen_facts |= attempt.post.facts()
+        self.harmed = attempt.diagnosis.health_delta < 0
         self.tried[key] = self.tried.get(key, 0) + 1
         if "reward" in attempt.diagnosis.effects:
             self.rewarded_this_episode.add(key)

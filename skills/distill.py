@@ -12,7 +12,7 @@ from skills.model import Skill, split_counter_effect
 #: Failures where the agent got to act and nothing happened: evidence about requirements.
 REQUIREMENT_CAUSES = frozenset({
     Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
-MIN_SUCCESSES = 1
+MIN_SUCCESSES = 2
 DEMOTE_AFTER = 6
 DEMOTE_BELOW = 0.25
 PROVENANCE_KEPT = 20
@@ -37,6 +37,11 @@ def learning_facts(t: ExperienceTuple) -> frozenset[str]:
 EFFECT_CONTROLLERS = frozenset({"interact", "use"})
 
 Drift = dict[str, set[int]]
+
+
+def depleting(drift: Drift) -> set[str]:
+    """Counters seen to fall by themselves: their levels are no requirement one can meet."""
+    return {name for name, signs in drift.items() if -1 in signs}
 
 
 def caused(effect: str, drift: Drift) -> bool:
@@ -77,7 +82,8 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
         return None
     failures = [t for t in attempts if acted_without_effect(t)]
     preconditions = explain_failures(
-        [learning_facts(t) for t in successes], [learning_facts(t) for t in failures])
+        [learning_facts(t) for t in successes], [learning_facts(t) for t in failures],
+        ignore=depleting(drift))
     verification = common_effects(
         [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
     relevant = [t for t in successes + failures
@@ -99,16 +105,19 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
 
 
 def explain_failures(success_facts: list[frozenset[str]],
-                     failure_facts: list[frozenset[str]]) -> list[str]:
+                     failure_facts: list[frozenset[str]],
+                     ignore: set[str] = frozenset()) -> list[str]:
     """The fewest facts, each true in every success, such that every failure lacked one.
 
     Greedy set cover: take the fact that the most unexplained failures lacked; among
     equals prefer counter thresholds (the usual requirement), then the highest threshold.
     Failures that no such fact explains are left as noise (they lower the success rate).
+    Levels of the counters in ``ignore`` are never candidates.
     """
     if not success_facts:
         return []
-    candidates = frozenset.intersection(*success_facts)
+    candidates = frozenset(f for f in frozenset.intersection(*success_facts)
+                           if counter_of(f) not in ignore)
     unexplained = list(failure_facts)
     chosen: list[str] = []
     while unexplained:
@@ -121,6 +130,13 @@ def explain_failures(success_facts: list[frozenset[str]],
         chosen.append(best)
         unexplained = [f for f in unexplained if best in f]
     return sorted(chosen)
+
+
+def counter_of(fact: str) -> str | None:
+    """``wood>=2`` and ``food=0`` -> the counter's name; other facts -> None."""
+    if ":" in fact or "=" not in fact:
+        return None
+    return fact.split(">=", 1)[0] if ">=" in fact else fact.split("=", 1)[0]
 
 
 def _preference(fact: str) -> tuple[int, int]:

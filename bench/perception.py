@@ -6,8 +6,9 @@ Rolls out a uniformly random policy from each seed (until death or ``--steps``),
 frame with ``CrafterParser`` and compares it with ``info["privileged"]``, per daylight band:
 tile accuracy over all 63 tiles (an UNKNOWN tile counts as wrong), the share of tiles reported
 confident, the accuracy of those, exact inventories, and the facing read off the player
-sprite (awake frames only: asleep, the sprite shows no facing). Parse time is timed per call
-on frames as the env produces them. A day is 300 steps and it is night (daylight < 0.5) from
+sprite (awake frames only: asleep, the sprite shows no facing). Each parse is timed as the
+env produces its frame, in wall time and in the thread's CPU time (which leaves out waiting
+for a CPU another process holds). A day is 300 steps and it is night (daylight < 0.5) from
 about step 150 to 270, so rollouts shorter than ~200 steps see no deep night.
 
 Small matrix products only lose to thread hand-offs, so BLAS runs single-threaded here unless
@@ -51,8 +52,9 @@ class Tally:
     facing_right: int = 0
     tags_right: int = 0
     times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
 
-    def add(self, percept, privileged: dict, seconds: float) -> None:
+    def add(self, percept, privileged: dict, seconds: tuple[float, float]) -> None:
         truth = expected_tiles(privileged)
         sure = percept.tiles != UNKNOWN
         self.frames += 1
@@ -70,7 +72,8 @@ class Tally:
             dx, dy = privileged["facing"]
             self.awake += 1
             self.facing_right += percept.facing == (dy, dx)
-        self.times.append(seconds)
+        self.times.append(seconds[0])
+        self.cpu_times.append(seconds[1])
 
 
 def rollout(env: CrafterEnv, parser: CrafterParser, seed: int, steps: int,
@@ -78,9 +81,9 @@ def rollout(env: CrafterEnv, parser: CrafterParser, seed: int, steps: int,
     rng = np.random.default_rng(seed)
     frame, info = env.reset(seed=seed)
     for _ in range(steps + 1):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         percept = parser.parse(frame)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start, time.thread_time() - cpu
         privileged = info["privileged"]
         band = next(name for name, lo, hi in BANDS if lo <= privileged["daylight"] < hi)
         tallies[band].add(percept, privileged, seconds)
@@ -131,10 +134,12 @@ def main() -> None:
               f"{percent(tally.inventory_right, tally.frames)}"
               f"{percent(tally.facing_right, tally.awake)}"
               f"{percent(tally.tags_right, tally.frames)}")
-    times = np.array(total.times) * 1e3
-    print(f"\nparse time per frame: median {np.median(times):.3f} ms, "
-          f"p99 {np.percentile(times, 99):.3f} ms over {len(times)} frames "
-          f"(BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']})")
+    print(f"\nparse time per frame over {total.frames} frames, timed as the env makes them "
+          f"(BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+    for name, times in (("wall", total.times), ("CPU", total.cpu_times)):
+        times = np.array(times) * 1e3
+        print(f"  {name:<5}median {np.median(times):.3f} ms, p99 {np.percentile(times, 99):.3f} ms")
     print("bands by true daylight: day >= 0.5, night 0.15-0.5, deep night < 0.15; "
           "tags: 'night' and 'sleeping' both right")
 

@@ -111,6 +111,15 @@ def _by_tile(planes: np.ndarray, unit: int) -> np.ndarray:
         n, unit, unit, ROWS * COLS)
 
 
+def _compact(maps: np.ndarray) -> np.ndarray:
+    """Per-pixel maps as one value per leading index where they are the same everywhere
+    (by day, without the vignette's noise), which broadcasts alike and stays in cache."""
+    flat = maps.reshape(*maps.shape[:-3], -1)
+    if (flat == flat[..., :1]).all():
+        return flat[..., :1, None, None]
+    return maps
+
+
 def _scoring(daylight: float, vig: np.ndarray, sleeping: bool) -> tuple[np.ndarray, ...]:
     """Per-pixel maps that turn a frame into linear coefficients on each template pixel.
 
@@ -147,6 +156,8 @@ class CrafterParser:
     Tiles are classed by Crafter's semantic names (``envs.crafter.SEMANTIC_NAMES``), an
     object's tile by the object. ``threshold`` is the class posterior below which a tile is
     reported ``UNKNOWN``. A parser remembers the last facing and inventory it read.
+    Below 63 pixels (unit < 7) Crafter draws digits 3 pixels wide and 2, 3, 5, 6, 8 and 9
+    come out the same, so counts cannot be read there.
     """
 
     def __init__(self, size: int = 64, threshold: float = 0.99):
@@ -190,12 +201,13 @@ class CrafterParser:
                 gain, mix, offset, quad = _scoring(d, vig, asleep)
                 rests.append(_by_tile(np.concatenate([offset, quad]), u).reshape(len(full.T), -1))
                 maps = [_by_tile(gain[None], u)[0]] + ([] if asleep else [_by_tile(mix, u)])
-                nodes.append(tuple(x.astype(np.float32) for x in maps))
+                nodes.append(tuple(_compact(x).astype(np.float32) for x in maps))
             tables = full @ np.concatenate(rests, 1) + log_prior[:, None]
             for i, table in enumerate(np.split(tables, len(rests), 1)):
                 nodes[i] += (table.astype(np.float32),)
 
         # Player sprites: the pixels that come out the same over every ground are opaque.
+        # The facings are told apart (and the daylight read) on pixels opaque in all four.
         sprites = [*FACINGS, "player-sleep"]
         drawn = np.array([[_tile(textures, u, g, s) for g in (*_GROUND, "lava")]
                           for s in sprites])
@@ -203,11 +215,13 @@ class CrafterParser:
         centre = vig[PLAYER[0] * u:(PLAYER[0] + 1) * u, PLAYER[1] * u:(PLAYER[1] + 1) * u]
         awake = np.array([[self._awake_pixels(drawn[s, 0], d, centre) for d in _DAYLIGHTS]
                           for s in range(4)])  # (sprite, daylight, y, x, 3)
-        awake = np.moveaxis(awake, -1, 2)  # planes, as parse() reads them
-        mask = np.broadcast_to(opaque[:4, None], (4, 3, u, u))
-        self._awake_fit = self._fit_tables(awake, mask)
+        awake = np.moveaxis(awake, -1, 2).reshape(4, len(_DAYLIGHTS), -1)  # as parse() reads
+        self._awake_pixels_at = np.flatnonzero(np.broadcast_to(opaque[:4].all(0), (3, u, u)))
+        self._awake_fit = self._fit_tables(awake[..., self._awake_pixels_at])
         asleep = np.array([[self._asleep_pixels(drawn[4, 0], d, centre) for d in _DAYLIGHTS]])
-        self._asleep_fit = self._fit_tables(asleep, opaque[4:])
+        self._asleep_pixels_at = np.flatnonzero(opaque[4])
+        self._asleep_fit = self._fit_tables(asleep.reshape(1, len(_DAYLIGHTS), -1)[
+            ..., self._asleep_pixels_at])
 
         self._slots = self._slot_templates(textures)
         self._slot_norms = 0.5 * (self._slots**2).sum(-1, keepdims=True)
@@ -216,10 +230,6 @@ class CrafterParser:
         self._luma = _LUMA.astype(np.float32)[:, None, None, None]
         self._tile_index = np.arange(ROWS * COLS)
         self._centre = PLAYER[0] * COLS + PLAYER[1]
-        # OpenBLAS hands a product of over 2^18 multiply-adds to its threads, whose hand-off
-        # costs more than products this small; so tiles are scored in blocks under that.
-        width = max(1, 2**18 // self._linear.size)
-        self._chunks = [slice(i, i + width) for i in range(0, ROWS * COLS, width)]
         self._dusk = int(np.searchsorted(_DAYLIGHTS, 0.5))  # nodes below it are night
 
     # --- building ---------------------------------------------------------------------------
@@ -235,14 +245,11 @@ class CrafterParser:
         return 0.5 * ((a + b) * (clean @ _LUMA) + e @ _LUMA) - 0.5
 
     @staticmethod
-    def _fit_tables(pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Tables to score the centre tile by mean squared error over each sprite's opaque
-        pixels against its predictions (sprite, daylight, pixels), as two matrix products."""
-        n, g = pred.shape[:2]
-        w = mask.reshape(n, -1) / mask.reshape(n, -1).sum(-1, keepdims=True)
-        p = pred.reshape(n, g, -1)
-        wp, p2 = -2 * p * w[:, None], ((p**2) * w[:, None]).sum(-1)
-        tables = w, wp[:, ::_COARSE].reshape(-1, wp.shape[-1]), p2[:, ::_COARSE], wp, p2
+    def _fit_tables(pred: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Tables to score sprite pixels by squared error against their predictions
+        (sprite, daylight, pixels), as |p|^2 - 2 p.x: all of it, and every few daylights."""
+        p2, p = (pred**2).sum(-1), -2 * pred
+        tables = p[:, ::_COARSE].reshape(-1, p.shape[-1]), p2[:, ::_COARSE].ravel(), p, p2
         return tuple(t.astype(np.float32) for t in tables)
 
     def _slot_templates(self, textures: engine.Textures) -> np.ndarray:
@@ -281,20 +288,17 @@ class CrafterParser:
         red, green, blue = centre
         sleeping = bool((red == green).all()) and bool((blue == red + 8).all())
         if sleeping:
-            _, node = self._fit(self._asleep_fit, red)
+            _, node = self._fit(self._asleep_fit, red[self._asleep_pixels_at])
             facing = self._facing
             gain, table = self._nodes[True][node]
             coef = self._luma * (gain * pixels[0])
         else:
-            sprite, node = self._fit(self._awake_fit, centre.ravel())
+            sprite, node = self._fit(self._awake_fit, centre.ravel()[self._awake_pixels_at])
             facing = self._facing = self._facings[sprite]
             gain, mix, table = self._nodes[False][node]
             coef = gain * pixels + mix * (pixels[0] + pixels[1] + pixels[2])
         # Scores and posteriors are (templates, tiles): numpy reduces fast over rows.
-        coef = coef.reshape(-1, ROWS * COLS)
-        scores = table.copy()
-        for cols in self._chunks:
-            scores[:, cols] += self._linear @ coef[:, cols]
+        scores = self._linear @ coef.reshape(-1, ROWS * COLS) + table
         post = self._onehot @ np.exp(scores - scores.max(0))
         post /= post.sum(0)
         tiles = post.argmax(0)
@@ -310,15 +314,13 @@ class CrafterParser:
 
     @staticmethod
     def _fit(tables: tuple[np.ndarray, ...], pixels: np.ndarray) -> tuple[int, int]:
-        """(sprite, daylight node) whose prediction of the centre tile fits it best: the
-        mean squared error over the sprite's opaque pixels, on every few nodes, then on all
-        nodes near the best of those (it is unimodal in the daylight)."""
-        w, coarse, coarse_p2, wp, p2 = tables
-        err = (coarse @ pixels).reshape(coarse_p2.shape) + coarse_p2
-        err += (w @ (pixels * pixels))[:, None]  # differs between sprites' masks
-        sprite, node = divmod(int(err.argmin()), err.shape[1])
+        """(sprite, daylight node) whose prediction of the sprite's pixels fits them best: on
+        every few nodes, then on all nodes near the best of those (the error is unimodal in
+        the daylight)."""
+        coarse, coarse_p2, p, p2 = tables
+        sprite, node = divmod(int((coarse @ pixels + coarse_p2).argmin()), len(coarse) // len(p))
         lo, hi = max(0, (node - 1) * _COARSE), (node + 1) * _COARSE + 1
-        return sprite, lo + int((wp[sprite, lo:hi] @ pixels + p2[sprite, lo:hi]).argmin())
+        return sprite, lo + int((p[sprite, lo:hi] @ pixels + p2[sprite, lo:hi]).argmin())
 
     def _counters(self, items: np.ndarray) -> dict[str, int]:
         """Nearest slot template per slot, by |t|^2 / 2 - t.s, as one batched product.

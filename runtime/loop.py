@@ -164,7 +164,9 @@ class Agent:
 
     def _world_facts(self) -> WorldFacts:
         world = self.world
-        return WorldFacts(world.known_kinds(), world.depleting(), dict(world.highest))
+        near = {kind for row in world.near(1) for kind in row if kind}
+        mobile = sorted(kind for kind in near if world.mobile(kind))
+        return WorldFacts(world.known_kinds(), world.depleting(), dict(world.highest), mobile)
 
     def _context(self, ep: EpisodeState) -> PlanContext:
         state = snapshot(ep.world, ep.step)

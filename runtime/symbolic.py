@@ -13,7 +13,7 @@ state, so steps already achieved are kept and only the rest is repaired.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class WorldFacts:
     known_kinds: set[str]
     depleting: set[str]
     highest: dict[str, int]
+    mobile_near: list[str] = field(default_factory=list)
+    """Kinds next to the agent that move by themselves."""
 
 
 class SymbolicPlanner:
@@ -54,12 +56,12 @@ class SymbolicPlanner:
         self.last_reason = ""
 
     def reset(self, forget_tries: bool = False) -> None:
-        """Start of an episode; ``forget_tries`` also drops what was tried before (for the
-        baseline that must not learn across episodes)."""
+        """Start of an episode: the task rewards each thing once per episode, so what was
+        tried and rewarded is counted per episode. (``forget_tries`` is kept for planners
+        that learn across episodes; this one does so only through skills and guardrails.)"""
         self.rewarded_this_episode.clear()
         self.failed_here.clear()
-        if forget_tries:
-            self.tried.clear()
+        self.tried.clear()
 
     # -- choosing ----------------------------------------------------------------------------
 
@@ -67,7 +69,7 @@ class SymbolicPlanner:
         facts = ctx.state.facts()
         self.seen_facts |= facts
         world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
-        defence = self._defend(facts) if self.harmed else None
+        defence = self._defend(world) if self.harmed else None
         if defence is not None:
             self.last_reason = f"defend: {defence.key}"
             return defence
@@ -79,16 +81,13 @@ class SymbolicPlanner:
         self.last_reason = "explore"
         return self._explore(ctx, facts)
 
-    def _defend(self, facts: frozenset[str]) -> Subgoal | None:
-        """Just lost health: remove a neighbour that an interaction is known to remove."""
-        for fact in sorted(facts):
-            if not fact.startswith("near:"):
-                continue
-            kind = fact.split(":", 1)[1]
-            skill = self.skills.get(f"interact:{kind}")
-            if skill is not None and skill.status == "active" and any(
-                    v.startswith(f"tile:{kind}>") for v in skill.verification):
-                return Subgoal("interact", kind)
+    def _defend(self, world: WorldFacts) -> Subgoal | None:
+        """Just lost health with something that moves by itself next to the agent: act on
+        it (the generic reflex of hitting back; whether it helps is for the diagnosis)."""
+        for kind in world.mobile_near:
+            subgoal = Subgoal("interact", kind)
+            if self.guardrails.blocking_subgoal(subgoal.key, frozenset()) is None:
+                return subgoal
         return None
 
     def _goals(self, ctx: PlanContext, world: WorldFacts) -> list[tuple[str, Skill]]:

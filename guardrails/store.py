@@ -45,6 +45,16 @@ class GuardrailSet:
         self.guardrails[guard.id] = guard
         return guard
 
+    def supersede(self, forbidden: str, roots: frozenset[str], keep: set[str]) -> None:
+        """Retire the active guardrails on ``forbidden`` with one of ``roots`` as root cause
+        that the latest distillation no longer produces (``keep``): the evidence has moved
+        on, e.g. from "nothing new at hand" to the one requirement it now points to."""
+        for guard in list(self.guardrails.values()):
+            if guard.forbidden == forbidden and guard.root_cause in roots \
+                    and guard.status == "active" and guard.id not in keep:
+                guard.status = "retired"
+                self.update(guard)
+
     def active(self) -> list[Guardrail]:
         return [g for g in self.guardrails.values() if g.status == "active"]
 
@@ -54,6 +64,15 @@ class GuardrailSet:
             if guard.blocks_subgoal(subgoal, facts):
                 return guard
         return None
+
+    def harmful_kinds(self) -> set[str]:
+        """Kinds named by guardrails about harm (``near:K`` / ``see:K`` in their triggers)."""
+        kinds = set()
+        for guard in self.guardrails.values():
+            if guard.root_cause in ("damage_taken", "died") and guard.status != "retired":
+                kinds.update(f.split(":", 1)[1] for f in guard.trigger.all_of
+                             if f.startswith(("near:", "see:")))
+        return kinds
 
     def forbidden_entries(self) -> set[str]:
         """Tile kinds the agent must not step onto."""

@@ -56,6 +56,7 @@ class AttemptView:
 
 
 Controller = Generator[str, None, Outcome]
+MAX_PLANS = 4
 
 
 class Controllers:
@@ -84,11 +85,11 @@ class Controllers:
         return self.move_names[direction]
 
     def go_next_to(self, view: AttemptView, kind: str, outcome: Outcome) -> Controller:
-        """Walk until facing a remembered ``kind`` tile; replans after every blocked step."""
+        """Walk until facing a remembered ``kind`` tile, planning a fresh path whenever a
+        step is blocked or the path ends without facing one (a walkable kind is stepped
+        onto rather than faced); gives up after a few plans."""
         world = view.world
-        budget = self.agent.max_attempt_steps
-        replans = 0
-        while budget > 0:
+        for _ in range(MAX_PLANS):
             if world.kind_at(world.facing_position()) == kind:
                 outcome.target = world.facing_position()
                 outcome.distance_end = 1.0
@@ -98,27 +99,22 @@ class Controllers:
                 outcome.path_found = False
                 outcome.reached = False
                 return outcome
-            moves, target = route
+            moves, _ = route
             if outcome.distance_start is None:
                 outcome.distance_start = float(len(moves))
             outcome.distance_end = float(len(moves))
             for d in moves:
                 before = world.position
                 yield self.move(d)
-                budget -= 1
                 if world.position == before:
-                    break  # blocked or turned to face: look again from here
-            else:
-                continue
-            if world.kind_at(world.facing_position()) != kind:
-                replans += 1
-                if replans > 3:
-                    outcome.path_found = False
-                    outcome.reached = False
-                    outcome.detail = "blocked on the way"
-                    return outcome
+                    break  # blocked, or turned to face the target: look again from here
+        if world.kind_at(world.facing_position()) == kind:
+            outcome.target = world.facing_position()
+            outcome.distance_end = 1.0
+            return outcome
+        outcome.path_found = False
         outcome.reached = False
-        outcome.detail = "ran out of steps"
+        outcome.detail = "could not end up facing it"
         return outcome
 
     def interact(self, view: AttemptView, kind: str) -> Controller:

@@ -12,6 +12,7 @@ from runtime.store import ExperienceStore
 from skills.distill import distill_skill
 from skills.library import SkillLibrary
 
+REQUIREMENT_ROOTS = frozenset({"no_effect", "missing_requirement"})
 WINDOW = 150
 """Attempts per subgoal that distillation looks at (the newest)."""
 
@@ -69,8 +70,10 @@ class Learner:
         skill = distill_skill(key, window, self._drift)
         if skill is not None:
             self.skills.update(skill)
-        for guard in requirement_guardrails(key, window, skill, self._drift):
+        fresh = requirement_guardrails(key, window, skill, self._drift)
+        for guard in fresh:
             self.guardrails.update(guard)
+        self.guardrails.supersede(f"subgoal {key}", REQUIREMENT_ROOTS, {g.id for g in fresh})
 
     def _window(self, key: str) -> deque[ExperienceTuple]:
         """Attempts at ``key``: loaded from the store the first time (earlier runs count)."""

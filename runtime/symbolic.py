@@ -69,7 +69,7 @@ class SymbolicPlanner:
         facts = ctx.state.facts()
         self.seen_facts |= facts
         world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
-        defence = self._defend(world) if self.harmed else None
+        defence = self._defend(world)
         if defence is not None:
             self.last_reason = f"defend: {defence.key}"
             return defence
@@ -82,9 +82,13 @@ class SymbolicPlanner:
         return self._explore(ctx, facts)
 
     def _defend(self, world: WorldFacts) -> Subgoal | None:
-        """Just lost health with something that moves by itself next to the agent: act on
-        it (the generic reflex of hitting back; whether it helps is for the diagnosis)."""
+        """Act on something that moves by itself next to the agent when the agent just
+        got hurt, or when a harm guardrail names that kind (the generic reflex of hitting
+        back; whether it helps is for the diagnosis to tell)."""
+        dangerous = self.guardrails.harmful_kinds()
         for kind in world.mobile_near:
+            if not (self.harmed or kind in dangerous):
+                continue
             subgoal = Subgoal("interact", kind)
             if self.guardrails.blocking_subgoal(subgoal.key, frozenset()) is None:
                 return subgoal

@@ -13,6 +13,7 @@ from skills.model import Skill, split_counter_effect
 REQUIREMENT_CAUSES = frozenset({
     Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
 MIN_SUCCESSES = 2
+"""Successes a skill needs, unless one of them reached the goal (a reward is no fluke)."""
 DEMOTE_AFTER = 6
 DEMOTE_BELOW = 0.25
 PROVENANCE_KEPT = 20
@@ -78,7 +79,8 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
         return None
     drift = drift or {}
     successes = [t for t in attempts if worked(t, drift)]
-    if len(successes) < MIN_SUCCESSES:
+    rewarded = any("reward" in t.diagnosis.effects for t in successes)
+    if len(successes) < MIN_SUCCESSES and not rewarded:
         return None
     failures = [t for t in attempts if acted_without_effect(t)]
     preconditions = explain_failures(

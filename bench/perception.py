@@ -1,6 +1,6 @@
 """Crafter frame parser: accuracy against Crafter's privileged state, and parse time.
 
-    python bench/perception.py --seeds 40 --steps 300
+    python -m bench.perception --seeds 40 --steps 300
 
 Rolls out a uniformly random policy from each seed (until death or ``--steps``), parses every
 frame with ``CrafterParser`` and compares it with ``info["privileged"]``, per daylight band:
@@ -18,14 +18,9 @@ OPENBLAS_NUM_THREADS / OMP_NUM_THREADS say otherwise.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # before numpy loads BLAS
     os.environ.setdefault(_var, "1")
-# Run as a script, this file would shadow the ``perception`` package it measures.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
 import time  # noqa: E402

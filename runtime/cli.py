@@ -90,6 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
         "max_steps": args.max_steps, "learning": args.learning}.items() if v is not None}
     config = load_config(args.config, overrides)
+    if config.env.id == DESKTOP_BOARD_ID:
+        return _run_boards(config, args)
     run_dir = None
     if not args.no_record:
         run_dir = Path(config.out) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,6 +115,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         set().union(*(r.unlocked for r in results)))
     rates = success_rates([r.unlocked for r in results], achievements)
     print_table(results, rates, crafter_score(rates), run_dir)
+    return 0
+
+
+DESKTOP_BOARD_ID = "Cairn/Desktop-v0"
+
+
+def _run_boards(config: RunConfig, args: argparse.Namespace) -> int:
+    """A board game on the desktop: the board agent (``runtime.board``) plays it."""
+    from runtime.board_cli import BoardRunError, run_boards, run_dir_for
+    from runtime.store import ExperienceStore, StoreError
+
+    Path(config.store).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with ExperienceStore(config.store) as store:
+            run_boards(config, store, run_dir_for(config, not args.no_record), args.quiet)
+    except (StoreError, BoardRunError) as err:
+        raise UserError(str(err)) from None
     return 0
 
 

@@ -60,6 +60,54 @@ class AgentConfig:
     """Reward at or above this within one attempt counts as reaching the task's goal."""
 
 
+GOAL_KINDS = ("uniform", "image")
+
+
+@dataclass
+class GoalConfig:
+    """A goal the agent can see: what the board looks like once it is reached."""
+
+    kind: str = "uniform"
+    """``uniform`` (every cell looks the same) or ``image`` (the board looks like ``image``)."""
+    colour: list[int] | None = None
+    """For ``uniform``: the RGB colour the cells should be nearest to (None: any one look)."""
+    image: str | None = None
+    """For ``image``: a screenshot of the game window showing the board as wanted."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in GOAL_KINDS:
+            raise ConfigError(f"'board.goal.kind' must be one of {', '.join(GOAL_KINDS)}, "
+                              f"got {self.kind!r}")
+        if self.kind == "image" and not self.image:
+            raise ConfigError("'board.goal.image' is needed when 'board.goal.kind' is image")
+        if self.colour is not None and len(self.colour) != 3:
+            raise ConfigError(f"'board.goal.colour' must be [r, g, b], got {self.colour!r}")
+
+
+@dataclass
+class BoardConfig:
+    """A board game played with the mouse on a desktop window (``env.id: Cairn/Desktop-v0``)."""
+
+    ids: list[str] = field(default_factory=list)
+    """Board ids, episode i plays ``ids[i % len(ids)]``; empty: ``<params>#<seed>``."""
+    params: str = "3x3"
+    """Board parameters for seeded boards (``{board}`` in the command is ``params#seed``)."""
+    rows: int | None = None
+    """Known number of cell rows (None: found on the screen)."""
+    cols: int | None = None
+    """Known number of cell columns (None: found on the screen)."""
+    outside_margin: float = 0.15
+    """Points off the board are this share of a cell beyond its edge."""
+    min_evidence: int = 2
+    """Attempts that must agree before a skill or guardrail is enforced."""
+    max_clicks: int = 60
+    """Clicks after which an episode gives up."""
+    xvfb: bool = False
+    """Run the game on a private Xvfb display (headless machines)."""
+    goal: GoalConfig = field(default_factory=GoalConfig)
+    """What the solved board looks like."""
+
+
 @dataclass
 class RunConfig:
     name: str = "crafter"
@@ -82,6 +130,8 @@ class RunConfig:
     knowledge, add none) or ``off`` (no knowledge: the learning-disabled baseline)."""
     max_steps: int | None = None
     """Stop each episode after this many env steps (None: the env's own limit)."""
+    board: BoardConfig = field(default_factory=BoardConfig)
+    """Board games on the desktop (used when ``env.id`` is ``Cairn/Desktop-v0``)."""
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -1,0 +1,98 @@
+"""Learning on the desktop: Flip boards solved from the screen, from an empty store.
+
+    python -m bench.desktop_learning
+
+Starts its own Xvfb. Flip: two fixed 3x3 boards in a row from an empty store (the second
+uses what the first taught: clicks and exploration side by side), then 4x4 and 5x5 boards
+with the same store. Pattern: the same agent with only ``configs/pattern.yaml`` changed, on
+a fresh store; its goal picture is made here from the game's own Solve menu (the harness,
+not the agent, opens that menu with xdotool), keeping only the squares it fills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from runtime.board import BoardAgent
+from runtime.board_cli import open_env, print_board_table
+from runtime.config import load_config
+from runtime.store import ExperienceStore
+
+ROOT = Path(__file__).resolve().parent.parent
+FLIP_BOARDS = ["3x3:d074191345d1644c17058,648", "3x3:d074191345d1644c17058,810"]
+SOLVE_MENU_ITEM = (88, 447)
+"""Screen point of Game > Solve in an sgt puzzle placed at (40, 40) on Xvfb (harness only)."""
+
+
+def play(config, store, boards: list[str], run_dir: Path) -> list:
+    config.board.ids, config.episodes = boards, len(boards)
+    env = open_env(config)
+    try:
+        agent = BoardAgent(config, store, env, run_dir)
+        return [agent.run_episode(config.seed + i, i) for i in range(len(boards))]
+    finally:
+        env.close()
+
+
+def pattern_goal(config, path: Path) -> None:
+    """A screenshot of the start board with the squares the game's Solve fills painted in."""
+    from perception.grid import GridPerceiver
+
+    env = open_env(config)
+    try:
+        start, info = env.reset(options={"format": {"board": config.board.ids[0]}})
+        subprocess.run(["xdotool", "key", "--window", str(info["window_id"]), "F10"], check=True)
+        time.sleep(0.3)
+        subprocess.run(["xdotool", "mousemove", *map(str, SOLVE_MENU_ITEM), "click", "1"],
+                       check=True)
+        time.sleep(0.3)
+        solved, _ = env.settle()
+    finally:
+        env.close()
+    grid = GridPerceiver().parse(start).grid
+    goal = start.copy()
+    rows, cols = grid.shape
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0, x1, y1 = grid.cell_box(r, c)
+            if solved[y0:y1, x0:x1].mean() < 80:  # a filled (dark) square
+                goal[y0:y1, x0:x1] = solved[y0:y1, x0:x1]
+    cv2.imwrite(str(path), cv2.cvtColor(goal, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=3, help="seed of the 4x4 and 5x5 boards")
+    args = parser.parse_args(argv)
+    from envs.desktop import virtual_display
+
+    tmp = Path(tempfile.mkdtemp(prefix="cairn-desktop-"))
+    with virtual_display():
+        flip = load_config(ROOT / "configs" / "flip.yaml", {"board.xvfb": False})
+        with ExperienceStore(tmp / "flip.sqlite") as store:
+            small = play(flip, store, FLIP_BOARDS, tmp / "flip3")
+            large = play(flip, store, [f"4x4#{args.seed}", f"5x5#{args.seed}"], tmp / "flip45")
+        pattern = load_config(ROOT / "configs" / "pattern.yaml",
+                              {"board.xvfb": False, "board.goal.image": str(tmp / "goal.png")})
+        pattern_goal(pattern, tmp / "goal.png")
+        with ExperienceStore(tmp / "pattern.sqlite") as store:
+            other = play(pattern, store, pattern.board.ids * 2, tmp / "pattern")
+    print("Flip 3x3, empty store, then the second board with what the first taught:")
+    print_board_table(small, None)
+    print(f"\nclicks first/second 3x3: {small[0].clicks}/{small[1].clicks} "
+          f"(exploration {small[0].explore_clicks}/{small[1].explore_clicks})\n")
+    print("Flip 4x4 and 5x5 with the same store:")
+    print_board_table(large, None)
+    print("\nPattern (configs/pattern.yaml only), fresh store, the same board twice:")
+    print_board_table(other, None)
+    print(f"\nstores and recordings: {tmp}")
+
+
+if __name__ == "__main__":
+    main()

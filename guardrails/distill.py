@@ -99,7 +99,8 @@ def harm_guardrails(
     contrast = same if len(same) >= MIN_CONTRAST else safe
     if len(contrast) < MIN_CONTRAST:
         return []
-    facts = _rare_facts(attempt.pre.facts(), contrast, depleting)
+    appeared = {f for f in attempt.post.facts() if f.startswith("see:")}
+    facts = _rare_facts(attempt.pre.facts() | appeared, contrast, depleting)
     if not facts:
         return []
     subgoal = attempt.subgoal.key

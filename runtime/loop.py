@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 from runtime.world import WorldModel
 
 log = logging.getLogger(__name__)
+MAX_IDLE_ATTEMPTS = 200
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Agent:
         executor = Executor(self.env, self.parse, self.config, self.rng, recorder)
         if hasattr(self.planner, "reset"):
             self.planner.reset(forget_tries=self.config.learning == "off")
-        attempts = successes = 0
+        attempts = successes = idle = 0
         while not ep.done:
             world.avoid = self.learner.guardrails.forbidden_entries()
             executor.guards = [self._guard] if self.learner.guardrails.active() else []
@@ -148,6 +149,11 @@ class Agent:
             self.planner.on_attempt(attempt, ctx)
             attempts += 1
             successes += attempt.diagnosis.success
+            idle = 0 if attempt.diagnosis.steps else idle + 1
+            if idle >= MAX_IDLE_ATTEMPTS:
+                raise RuntimeError(
+                    f"the planner chose {idle} subgoals in a row that took no step "
+                    f"(last: {subgoal.key}); stopping instead of spinning")
             if on_step is not None:
                 on_step(ep)
         self.learner.end_episode()

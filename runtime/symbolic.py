@@ -24,6 +24,7 @@ from skills.library import SkillLibrary
 from skills.model import Skill
 
 MAX_DEPTH = 6
+MAX_IDLE = 3
 NEED_FRACTION = 0.4
 """A self-depleting counter below this share of its highest value seen is a need."""
 
@@ -53,6 +54,9 @@ class SymbolicPlanner:
         self.failed_here: dict[tuple[str, int], int] = {}
         self.seen_facts: set[str] = set()
         self.harmed = False
+        self.idle_attempts = 0
+        """Attempts in a row that took no env step: the state cannot change, so after a
+        few the planner must pick something that moves."""
         self.last_reason = ""
 
     def reset(self, forget_tries: bool = False) -> None:
@@ -69,6 +73,9 @@ class SymbolicPlanner:
         facts = ctx.state.facts()
         self.seen_facts |= facts
         world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
+        if self.idle_attempts >= MAX_IDLE:
+            self.last_reason = "unstick"
+            return Subgoal("explore")
         defence = self._defend(world)
         if defence is not None:
             self.last_reason = f"defend: {defence.key}"
@@ -90,7 +97,8 @@ class SymbolicPlanner:
             if not (self.harmed or kind in dangerous):
                 continue
             subgoal = Subgoal("interact", kind)
-            if self.guardrails.blocking_subgoal(subgoal.key, frozenset()) is None:
+            if self.guardrails.blocking_subgoal(subgoal.key, frozenset()) is None \
+                    and self.idle_attempts == 0:
                 return subgoal
         return None
 
@@ -112,9 +120,11 @@ class SymbolicPlanner:
         if depth > MAX_DEPTH or skill.subgoal in visiting:
             return None
         visiting = visiting | {skill.subgoal}
-        for fact in skill.preconditions:
-            if fact not in facts:
-                return self._achieve(fact, facts, ctx, world, visiting, depth)
+        # Things to hold before places to stand: walking off to gather would undo "near".
+        unmet = sorted((f for f in skill.preconditions if f not in facts),
+                       key=lambda f: f.startswith(("near:", "facing:")))
+        if unmet:
+            return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
         subgoal = Subgoal.parse(skill.subgoal)
         if subgoal.controller in ("interact", "approach") and subgoal.target not in \
                 world.known_kinds | set(ctx.state.visible):
@@ -185,6 +195,7 @@ class SymbolicPlanner:
         key = attempt.subgoal.key
         self.seen_facts |= attempt.post.facts()
         self.harmed = attempt.diagnosis.health_delta < 0
+        self.idle_attempts = 0 if attempt.diagnosis.steps else self.idle_attempts + 1
         self.tried[key] = self.tried.get(key, 0) + 1
         if "reward" in attempt.diagnosis.effects:
             self.rewarded_this_episode.add(key)

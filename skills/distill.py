@@ -14,6 +14,7 @@ REQUIREMENT_CAUSES = frozenset({
     Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
 MIN_SUCCESSES = 2
 """Successes a skill needs, unless one of them reached the goal (a reward is no fluke)."""
+VERIFY_SHARE = 0.8
 DEMOTE_AFTER = 6
 DEMOTE_BELOW = 0.25
 PROVENANCE_KEPT = 20
@@ -23,7 +24,7 @@ PROVENANCE_KEPT = 20
 #: attempt started says nothing about the moment they acted.
 WALKING_CONTROLLERS = frozenset({"interact", "approach"})
 #: Controllers with no requirement to learn: exploring is the agent's fallback.
-UNLEARNED_CONTROLLERS = frozenset({"explore"})
+UNLEARNED_CONTROLLERS = frozenset({"explore", "approach"})
 
 
 def learning_facts(t: ExperienceTuple) -> frozenset[str]:
@@ -114,12 +115,13 @@ def explain_failures(success_facts: list[frozenset[str]],
     Greedy set cover: take the fact that the most unexplained failures lacked; among
     equals prefer counter thresholds (the usual requirement), then the highest threshold.
     Failures that no such fact explains are left as noise (they lower the success rate).
-    Levels of the counters in ``ignore`` are never candidates.
+    Levels of the counters in ``ignore`` are never candidates, nor is lacking something
+    (``x=0``): a requirement is something to have.
     """
     if not success_facts:
         return []
     candidates = frozenset(f for f in frozenset.intersection(*success_facts)
-                           if counter_of(f) not in ignore)
+                           if counter_of(f) not in ignore and not f.endswith("=0"))
     unexplained = list(failure_facts)
     chosen: list[str] = []
     while unexplained:
@@ -150,16 +152,14 @@ def _preference(fact: str) -> tuple[int, int]:
 
 
 def common_effects(effect_lists: list[list[str]]) -> list[str]:
-    """Effects seen in every success; if none is, the most frequent one. ``reward`` is left
-    out: the task rewards a thing once, so it is no test that the skill worked."""
+    """Effects seen in nearly every success (a counter at its ceiling cannot rise, so
+    "every" would be too strict). ``reward`` is left out: the task rewards a thing once,
+    so it is no test that the skill worked."""
     sets = [set(e) - {"reward"} for e in effect_lists]
     if not sets:
         return []
-    always = set.intersection(*sets)
-    if always:
-        return sorted(always)
     counts = Counter(e for s in sets for e in s)
-    return [counts.most_common(1)[0][0]] if counts else []
+    return sorted(e for e, n in counts.items() if n >= VERIFY_SHARE * len(sets))
 
 
 def _procedure(subgoal: str, successes: list[ExperienceTuple]) -> dict[str, object]:

@@ -49,5 +49,6 @@ def test_explain_failures_prefers_the_fact_every_failure_lacked():
 
 def test_common_effects_keep_what_every_success_did_and_drop_reward():
     assert common_effects([["wood+1", "reward"], ["wood+1", "tile:a>b"]]) == ["wood+1"]
-    assert common_effects([["a+1"], ["b+1"], ["a+1"]]) == ["a+1"]
+    assert common_effects([["a+1"], ["b+1"], ["a+1"]]) == []
+    assert common_effects([["a+1"]] * 4 + [["b+1"]]) == ["a+1"]
     assert str(Cause.SUCCESS) == "success"

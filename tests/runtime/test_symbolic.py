@@ -1,0 +1,60 @@
+"""Backward chaining in the symbolic planner, on hand-written skills (pure logic)."""
+
+import numpy as np
+
+from guardrails.model import Guardrail, Trigger
+from guardrails.store import GuardrailSet
+from runtime.planner import PlanContext
+from runtime.records import State, condition_signature
+from runtime.symbolic import SymbolicPlanner, WorldFacts
+from skills.library import SkillLibrary
+from skills.model import Skill
+
+
+def skill(subgoal, pre=(), verify=(), rewarded=0):
+    return Skill(subgoal, [], list(pre), list(verify), successes=5, attempts=5,
+                 rewarded=rewarded)
+
+
+def context(counters, near=(), visible=("tree", "rock")):
+    state = State(0, (0, 0), (1, 0), dict(counters), None,
+                  [[None, k, None] for k in near] or [[None]], list(visible))
+    return PlanContext(state, condition_signature(state.predicates()), ["make_x"], False,
+                       lambda *_: (0, 0))
+
+
+def planner(guards=None, known=("tree", "bench")):
+    library = SkillLibrary()
+    library.update(skill("interact:tree", verify=["wood+1"]))
+    library.update(skill("use:place_bench", pre=["wood>=2"], verify=["tile:grass>bench"]))
+    library.update(skill("use:make_x", pre=["near:bench", "wood>=1"], verify=["x+1"],
+                         rewarded=3))
+    facts = WorldFacts(set(known), set(), {})
+    return SymbolicPlanner(library, guards or GuardrailSet(), np.random.default_rng(0),
+                           lambda: facts)
+
+
+def test_missing_counter_is_gathered_first():
+    assert planner().next_subgoal(context({"wood": 0})).key == "interact:tree"
+
+
+def test_a_remembered_tile_is_approached():
+    assert planner().next_subgoal(context({"wood": 1})).key == "approach:bench"
+
+
+def test_an_unseen_tile_is_made_by_the_skill_that_creates_it():
+    p = planner(known=("tree",))
+    assert p.next_subgoal(context({"wood": 1})).key == "interact:tree"  # wood>=2 to build
+    assert p.next_subgoal(context({"wood": 3})).key == "use:place_bench"
+
+
+def test_the_goal_itself_once_every_precondition_holds():
+    p = planner()
+    assert p.next_subgoal(context({"wood": 1}, near=["bench"])).key == "use:make_x"
+
+
+def test_a_guardrail_vetoes_the_chain_it_blocks():
+    guards = GuardrailSet()
+    guards.update(Guardrail("test", "test", Trigger(), "subgoal interact:tree", "subgoal", [1]))
+    choice = planner(guards).next_subgoal(context({"wood": 0}))
+    assert choice.key != "interact:tree"

@@ -26,7 +26,7 @@ from runtime.store import ExperienceStore
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIP_BOARDS = ["3x3:d074191345d1644c17058,648", "3x3:d074191345d1644c17058,810"]
-SOLVE_MENU_ITEM = (88, 447)
+GAME_MENU, SOLVE_MENU_ITEM = (67, 53), (88, 447)
 """Screen point of Game > Solve in an sgt puzzle placed at (40, 40) on Xvfb (harness only)."""
 
 
@@ -46,12 +46,10 @@ def pattern_goal(config, path: Path) -> None:
 
     env = open_env(config)
     try:
-        start, info = env.reset(options={"format": {"board": config.board.ids[0]}})
-        subprocess.run(["xdotool", "key", "--window", str(info["window_id"]), "F10"], check=True)
-        time.sleep(0.3)
-        subprocess.run(["xdotool", "mousemove", *map(str, SOLVE_MENU_ITEM), "click", "1"],
-                       check=True)
-        time.sleep(0.3)
+        start, _ = env.reset(options={"format": {"board": config.board.ids[0]}})
+        for point in (GAME_MENU, SOLVE_MENU_ITEM):
+            subprocess.run(["xdotool", "mousemove", *map(str, point), "click", "1"], check=True)
+            time.sleep(0.4)
         solved, _ = env.settle()
     finally:
         env.close()
@@ -63,6 +61,8 @@ def pattern_goal(config, path: Path) -> None:
             x0, y0, x1, y1 = grid.cell_box(r, c)
             if solved[y0:y1, x0:x1].mean() < 80:  # a filled (dark) square
                 goal[y0:y1, x0:x1] = solved[y0:y1, x0:x1]
+    if (goal == start).all():
+        raise SystemExit("the game's Solve menu did not fill any square: no goal picture")
     cv2.imwrite(str(path), cv2.cvtColor(goal, cv2.COLOR_RGB2BGR))
 
 

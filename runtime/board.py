@@ -22,11 +22,11 @@ import numpy as np
 
 from guardrails.effects import no_effect_guardrails
 from guardrails.store import GuardrailSet
-from perception.grid import GridConfig, GridPercept, GridPerceiver, cell_features
+from perception.grid import GridConfig, GridPerceiver, GridPercept, cell_features
 from runtime.board_plan import Region, choose
 from runtime.config import GoalConfig, RunConfig
-from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 from runtime.recording import EpisodeRecorder
+from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 from runtime.store import ExperienceStore
 from skills.effects import GENERAL, effect_name, general_skill, predicted, region_skills
 from skills.library import SkillLibrary

@@ -52,9 +52,12 @@ def choose(shape: tuple[int, int], tiles: np.ndarray, targets: Sequence[np.ndarr
     unknown); ``explored`` counts explorations by region kind in this episode."""
     if any((tiles == t).all() for t in targets):
         return Choice(None, "goal")
+    # Cells the goal wants changed first: a click there is informative and, where its effect
+    # cannot be undone, does no harm.
+    nearest = max(targets, key=lambda t: int((tiles == t).sum()))
+    cells = sorted(inside_out(shape), key=lambda rc: bool(tiles[rc] == nearest[rc]))
     kinds = {
-        "cell": [c for c in inside_out(shape) if model(c) is None and not blocked(c)
-                 and c not in tried],
+        "cell": [c for c in cells if model(c) is None and not blocked(c) and c not in tried],
         "outside": [r for r in ring(shape) if not blocked(r) and r not in tried],
     }
     open_kinds = [k for k, regions in kinds.items() if regions]

@@ -69,7 +69,8 @@ def region_skills(attempts: Sequence[ExperienceTuple]) -> list[Skill]:
     skills = []
     for subgoal, done in by_subgoal.items():
         newest = done[-1]
-        agree = [t for t in done if offsets(t.diagnosis.effects) == offsets(newest.diagnosis.effects)]
+        seen = offsets(newest.diagnosis.effects)
+        agree = [t for t in done if offsets(t.diagnosis.effects) == seen]
         shape = board_shape(newest)
         skills.append(Skill(
             subgoal=subgoal, procedure=[{"controller": "click", "target": newest.subgoal.target}],

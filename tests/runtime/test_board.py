@@ -10,6 +10,7 @@ import pytest
 from runtime.config import load_config
 from runtime.recording import load_episode
 from runtime.store import ExperienceStore
+from tests.desktop_fixtures import desktop_display  # noqa: F401  (a pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two fixed 3x3 boards (`sgt-flip --generate 2 3x3`): the same cross moves, other states.
@@ -21,16 +22,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def played(tmp_path_factory):
+def played(tmp_path_factory, desktop_display):  # noqa: F811
     """Two episodes from an empty store: (results, store path, run dir)."""
-    from envs.desktop import virtual_display
-    from runtime.board_cli import open_env
     from runtime.board import BoardAgent
+    from runtime.board_cli import open_env
 
     tmp = tmp_path_factory.mktemp("board")
     config = load_config(ROOT / "configs" / "flip.yaml",
                          {"board.ids": BOARDS, "board.xvfb": False, "episodes": 2})
-    with virtual_display(), ExperienceStore(tmp / "exp.sqlite") as store:
+    with ExperienceStore(tmp / "exp.sqlite") as store:
         env = open_env(config)
         try:
             agent = BoardAgent(config, store, env, tmp / "runs")

@@ -44,8 +44,7 @@ def requirement_guardrails(
     forbidden = f"subgoal {subgoal}"
     if skill is None or not successes:
         ignore = depleting(drift or {})
-        seen = sorted(set().union(*(novelty_facts(learning_facts(t), ignore)
-                                    for t in failures)))
+        seen = maximal_sets([novelty_facts(learning_facts(t), ignore) for t in failures])
         guard = Guardrail(
             root_cause=str(Cause.NO_EFFECT),
             explanation=f"{subgoal} changed nothing in {len(failures)} attempts; "
@@ -67,6 +66,13 @@ def requirement_guardrails(
             evidence=_ids(lacking))
         guards.append(weigh(guard, successes))
     return guards
+
+
+def maximal_sets(sets: list[set[str]]) -> list[list[str]]:
+    """The distinct sets not contained in another one, each sorted (smallest first)."""
+    unique = {frozenset(s) for s in sets}
+    kept = [s for s in unique if not any(s < other for other in unique)]
+    return sorted((sorted(s) for s in kept), key=lambda s: (len(s), s))
 
 
 def harm_guardrails(

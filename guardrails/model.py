@@ -21,11 +21,12 @@ def novelty_facts(facts: frozenset[str] | set[str], ignore: frozenset[str] | set
 @dataclass
 class Trigger:
     """Holds when every ``all_of`` fact holds, no ``none_of`` fact does and, if ``within``
-    is set, the state shows nothing outside it (no held item or neighbour not seen before)."""
+    is set, one of its fact sets (what an earlier failure held and stood next to) covers
+    everything the state holds and stands next to: nothing new to try with."""
 
     all_of: list[str] = field(default_factory=list)
     none_of: list[str] = field(default_factory=list)
-    within: list[str] | None = None
+    within: list[list[str]] | None = None
     ignore: list[str] = field(default_factory=list)
     """Counters whose levels ``within`` disregards (ones that change by themselves)."""
 
@@ -34,14 +35,17 @@ class Trigger:
             return False
         if any(f in facts for f in self.none_of):
             return False
-        return self.within is None or novelty_facts(facts, set(self.ignore)) <= set(self.within)
+        if self.within is None:
+            return True
+        have = novelty_facts(facts, set(self.ignore))
+        return any(have <= set(seen) for seen in self.within)
 
     def describe(self) -> str:
         parts = [" & ".join(self.all_of)] if self.all_of else []
         parts += [f"not {f}" for f in self.none_of]
         if self.within is not None:
-            parts.append(f"nothing held or near beyond the {len(self.within)} facts "
-                         "of the failures")
+            parts.append(f"nothing held or near beyond what one of {len(self.within)} "
+                         "failed attempts had")
         return " & ".join(parts) or "always"
 
 

@@ -84,11 +84,16 @@ class Controllers:
     def move(self, direction: Direction) -> str:
         return self.move_names[direction]
 
-    def go_next_to(self, view: AttemptView, kind: str, outcome: Outcome) -> Controller:
+    def go_next_to(self, view: AttemptView, kind: str) -> Controller:
         """Walk until facing a remembered ``kind`` tile, planning a fresh path whenever a
         step is blocked or the path ends without facing one (a walkable kind is stepped
         onto rather than faced); gives up after a few plans."""
         world = view.world
+        outcome = Outcome()
+        if world_lacks(world, kind):
+            outcome.target_visible = False
+            outcome.reached = False
+            return outcome
         for _ in range(MAX_PLANS):
             if world.kind_at(world.facing_position()) == kind:
                 outcome.target = world.facing_position()
@@ -118,12 +123,9 @@ class Controllers:
         return outcome
 
     def interact(self, view: AttemptView, kind: str) -> Controller:
-        outcome = Outcome()
-        if world_lacks(view.world, kind):
-            outcome.target_visible = False
-            outcome.reached = False
-            return outcome
-        outcome = yield from self.go_next_to(view, kind, outcome)
+        """Go next to the nearest remembered ``kind`` tile, then press interact until
+        something happens (or a few presses did nothing)."""
+        outcome = yield from self.go_next_to(view, kind)
         if not outcome.reached:
             return outcome
         target = outcome.target
@@ -139,12 +141,7 @@ class Controllers:
 
     def approach(self, view: AttemptView, kind: str) -> Controller:
         """Go next to the nearest remembered ``kind`` tile and face it."""
-        outcome = Outcome()
-        if world_lacks(view.world, kind):
-            outcome.target_visible = False
-            outcome.reached = False
-            return outcome
-        outcome = yield from self.go_next_to(view, kind, outcome)
+        outcome = yield from self.go_next_to(view, kind)
         outcome.effect = outcome.reached
         return outcome
 

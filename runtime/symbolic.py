@@ -160,19 +160,47 @@ class SymbolicPlanner:
         (a new level may be what a forbidden subgoal was missing); then the least tried."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
-        options += [s for s in novel if s not in options]
+        experiments = self._experiments(ctx, facts)
+        options += [s for s in novel + experiments if s not in options]
         if not options:
             return Subgoal("explore")
+        gated = {g.forbidden.split(" ", 1)[1] for g in self.guardrails.active()
+                 if g.trigger.within is not None}
         scores = []
         for s in options:
             tried = self.tried.get(s.key, 0)
             score = 3.0 if tried == 0 else 1.0 / (1 + tried)
-            if s in novel:
-                score = max(score, 2.0)
+            if s.key in gated and tried == 0:
+                score = 3.5  # it never worked, but something new is at hand: try it now
+            if s in novel or s in experiments:
+                score = max(score, 2.5)
             if s.controller == "explore":
                 score = 0.6
             scores.append(score + 0.5 * self.rng.random())
         return options[int(np.argmax(scores))]
+
+    def _experiments(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
+        """First steps towards trying a never-working subgoal with something new at hand:
+        for a subgoal its "nothing new" guardrail forbids now, a fact within reach (a
+        counter a skill raises, a remembered kind to stand next to) that would lift it."""
+        world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
+        reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
+        for skill in self.skills.active():
+            reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}"
+                          for name in skill.raises()]
+        steps = []
+        for guard in self.guardrails.active():
+            if guard.trigger.within is None or not guard.trigger.holds(facts):
+                continue
+            for fact in reachable:
+                if fact in facts or guard.trigger.holds(facts | {fact}):
+                    continue
+                step = self._achieve(fact, facts, ctx, world, set(), 0)
+                if step is not None and self._allowed(step, facts, ctx):
+                    if step not in steps:
+                        steps.append(step)
+                    break
+        return steps
 
     def _new_levels(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
         found = []

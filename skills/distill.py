@@ -113,7 +113,8 @@ def explain_failures(success_facts: list[frozenset[str]],
     """The fewest facts, each true in every success, such that every failure lacked one.
 
     Greedy set cover: take the fact that the most unexplained failures lacked; among
-    equals prefer counter thresholds (the usual requirement), then the highest threshold.
+    equals prefer counter thresholds (the usual requirement), then the lowest threshold
+    (the least demanding guess; a failure at that level would raise it).
     Failures that no such fact explains are left as noise (they lower the success rate).
     Levels of the counters in ``ignore`` are never candidates, nor is lacking something
     (``x=0``): a requirement is something to have.
@@ -145,7 +146,7 @@ def counter_of(fact: str) -> str | None:
 
 def _preference(fact: str) -> tuple[int, int]:
     if ">=" in fact:
-        return 2, int(fact.rsplit(">=", 1)[1])
+        return 2, -int(fact.rsplit(">=", 1)[1])
     if fact.startswith(("near:", "facing:")):
         return 1, 0
     return 0, 0
@@ -156,6 +157,7 @@ def common_effects(effect_lists: list[list[str]]) -> list[str]:
     "every" would be too strict). ``reward`` is left out: the task rewards a thing once,
     so it is no test that the skill worked."""
     sets = [set(e) - {"reward"} for e in effect_lists]
+    sets = [s for s in sets if s]  # a success known only by its reward shows no effect
     if not sets:
         return []
     counts = Counter(e for s in sets for e in s)

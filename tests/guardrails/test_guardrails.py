@@ -103,3 +103,16 @@ def test_guardrails_disable_enable_and_export(table_run, tmp_path, capsys):
     assert main(args + ["show", "g-nope"]) == 2
     assert "no guardrail 'g-nope'" in capsys.readouterr().err
     assert np.isfinite(guard.confidence)
+
+
+def test_nothing_new_means_no_earlier_failure_had_less():
+    from guardrails.distill import maximal_sets
+
+    sets = maximal_sets([{"wood>=1", "near:grass"}, {"near:table"}, {"near:grass"}])
+    assert sets == [["near:table"], ["near:grass", "wood>=1"]]
+    gate = Trigger(within=sets, ignore=["food"])
+    assert gate.holds(frozenset({"wood>=1", "food>=3", "see:cow"}))  # nothing new
+    assert gate.holds(frozenset({"near:table"}))
+    # Each fact was seen in some failure, but never together: worth a try.
+    assert not gate.holds(frozenset({"wood>=1", "near:table"}))
+    assert not gate.holds(frozenset({"stone>=1"}))

@@ -57,7 +57,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ACTION_KINDS: tuple[str, ...] = ("click", "double_click", "drag", "key", "type")
+ACTION_KINDS: tuple[str, ...] = ("click", "double_click", "drag", "key", "type", "right_click",
+                                 "middle_click")
+"""New kinds go at the end, so a kind's index stays what it was."""
+BUTTONS = {"click": "left", "right_click": "right", "middle_click": "middle"}
+"""Single-click kinds and the mouse button each presses."""
 MAX_TEXT = 64
 
 
@@ -71,6 +75,14 @@ class KillSwitch(DesktopError):
 
 def click(x: int, y: int) -> dict[str, Any]:
     return _action("click", (x, y))
+
+
+def right_click(x: int, y: int) -> dict[str, Any]:
+    return _action("right_click", (x, y))
+
+
+def middle_click(x: int, y: int) -> dict[str, Any]:
+    return _action("middle_click", (x, y))
 
 
 def double_click(x: int, y: int) -> dict[str, Any]:
@@ -335,8 +347,8 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
             if isinstance(target, str):
                 return target
             screen.append(target)
-        if kind == "click":
-            gui.click(*screen[0])
+        if kind in BUTTONS:
+            gui.click(*screen[0], button=BUTTONS[kind])
         elif kind == "double_click":
             gui.doubleClick(*screen[0])
         else:

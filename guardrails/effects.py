@@ -1,8 +1,9 @@
 """Guardrails from clicks that changed nothing: forbid clicking where it never does anything.
 
-A click attempt diagnosed ``no_effect`` is evidence against clicking regions like it. The
-region is described by facts the board diagnosis writes: ``tag:region:outside`` (a point
-off the board) or ``tag:region:cell`` plus ``facing:<look>`` (a cell that looks like this).
+A click attempt diagnosed ``no_effect`` is evidence against clicking regions like it with the
+same action (``tag:action:<kind>``: ``click``, ``right_click``, ...). The region is described
+by facts the board diagnosis writes: ``tag:region:outside`` (a point off the board) or
+``tag:region:cell`` plus ``facing:<look>`` (a cell that looks like this).
 Once ``min_evidence`` such failures agree and no click under the same trigger ever had an
 effect, the guardrail forbids the ``click`` primitive while the trigger holds; clicks that do
 have an effect under it count as contradictions and retire it.
@@ -19,10 +20,11 @@ FORBIDDEN = "primitive click"
 
 
 def region_trigger(t: ExperienceTuple) -> list[str]:
-    """The facts that name the kind of region an attempt clicked."""
+    """The facts that name the action and the kind of region an attempt clicked."""
+    action = f"tag:action:{t.subgoal.controller}"
     if "region:outside" in t.pre.tags:
-        return ["tag:region:outside"]
-    return ["tag:region:cell", f"facing:{t.pre.facing_kind}"]
+        return [action, "tag:region:outside"]
+    return [action, "tag:region:cell", f"facing:{t.pre.facing_kind}"]
 
 
 def no_effect_guardrails(attempts: Sequence[ExperienceTuple],

@@ -1,7 +1,8 @@
 """The board agent: plays a click-a-cell game from the screen, learning what clicks do.
 
-Each click is one attempt at subgoal ``click:<row>,<col>`` (a generic controller: click a
-region of the perceived grid, or a point just off it). The attempt's diagnosis lists the
+Each click is one attempt at subgoal ``<action>:<row>,<col>`` (a generic controller: click a
+region of the perceived grid, or a point just off it, with the config's ``board.actions``:
+``click``, ``right_click``, ``middle_click``). The attempt's diagnosis lists the
 relative offsets of the cells that changed look (``flip:-1,0``) or says ``no_effect``; it goes
 to the experience store and the episode recording, and after every attempt the skills
 (:mod:`skills.effects`) and guardrails (:mod:`guardrails.effects`) are distilled again from
@@ -23,12 +24,19 @@ import numpy as np
 from guardrails.effects import no_effect_guardrails
 from guardrails.store import GuardrailSet
 from perception.grid import GridConfig, GridPerceiver, GridPercept, cell_features
-from runtime.board_plan import Region, choose
+from runtime.board_plan import Model, Region, choose, explore_kind
 from runtime.config import GoalConfig, RunConfig
 from runtime.recording import EpisodeRecorder
 from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 from runtime.store import ExperienceStore
-from skills.effects import GENERAL, effect_name, general_skill, predicted, region_skills
+from skills.effects import (
+    effect_name,
+    general_key,
+    general_skill,
+    predicted_looks,
+    region_skills,
+    toggles_only,
+)
 from skills.library import SkillLibrary
 
 log = logging.getLogger(__name__)
@@ -89,23 +97,26 @@ class BoardAgent:
             recorder.record_reset(frame)
         clicks = explore = 0
         explored: dict[str, int] = {}
-        tried: set[Region] = set()
+        tried: set[tuple[str, Region]] = set()
         end = "max_clicks"
         try:
             while clicks < self.board.max_clicks:
                 shape = percept.tiles.shape
-                choice = choose(shape, percept.tiles, targets, self._model(shape),
-                                self._blocked(percept), explored, tried)
+                models = self._models(percept)
+                choice = choose(shape, percept.tiles, targets, models, self._blocked(percept),
+                                explored, tried, self.board.explore_outside,
+                                self._toggles())
                 if choice.region is None:
                     end = choice.reason
                     break
                 if choice.reason == "explore":
-                    kind = "cell" if _on_board(choice.region, shape) else "outside"
+                    kind = explore_kind(choice.action, choice.region, shape)
                     explored[kind] = explored.get(kind, 0) + 1
                     explore += 1
-                tried.add(choice.region)
+                tried.add((choice.action, choice.region))
                 frame, percept, truncated = self._attempt(
-                    name, clicks, frame, percept, choice.region, choice.plan, targets, recorder)
+                    name, clicks, frame, percept, choice.action, choice.region, choice.plan,
+                    targets, recorder, models[choice.action])
                 clicks += 1
                 if progress is not None:
                     progress(clicks, choice.reason)
@@ -120,25 +131,26 @@ class BoardAgent:
                            time.perf_counter() - start)
 
     def _attempt(self, episode: str, step: int, frame: np.ndarray, percept: GridPercept,
-                 region: Region, plan: list[Region] | None, targets: list[np.ndarray],
-                 recorder: EpisodeRecorder | None):
+                 action: str, region: Region, plan: list | None, targets: list[np.ndarray],
+                 recorder: EpisodeRecorder | None, model: Model):
         """Click one region, diagnose it, store and record it, and distil again."""
-        from envs.desktop import click
+        from envs.desktop import _action
 
         shape = percept.tiles.shape
         x, y = self._point(percept, region)
-        pre = self._state(step, percept, region)
-        after, _, _, truncated, info = self.env.step(click(x, y))
+        pre = self._state(step, percept, region, action)
+        after, _, _, truncated, info = self.env.step(_action(action, (x, y)))
         if not truncated:
             # Once more: a game that pauses mid-animation (a busy machine) looks settled early,
             # and a half-drawn frame would blame this click for the next one's changes.
             after, _ = self.env.settle()
         post_percept = self.perceiver.parse(after, previous=frame)
-        expected = self._model(shape)(region) if _on_board(region, shape) else None
+        expected = model(region) if _on_board(region, shape) else None
+        expected = set(expected) if expected is not None else None
         diagnosis = self._diagnose(percept, post_percept, region, expected, targets, info)
-        t = ExperienceTuple(episode, step, step + 1, pre, Subgoal("click", f"{region[0]},"
+        t = ExperienceTuple(episode, step, step + 1, pre, Subgoal(action, f"{region[0]},"
                             f"{region[1]}"), [0], diagnosis,
-                            self._state(step + 1, post_percept, region))
+                            self._state(step + 1, post_percept, region, action))
         self.store.add(t)
         self.attempts.append(t)
         solved = diagnosis.progress >= 1.0
@@ -167,13 +179,15 @@ class BoardAgent:
              else percept.centers[r, 0][1])
         return int(round(x)), int(round(y))
 
-    def _state(self, step: int, percept: GridPercept, region: Region) -> State:
+    def _state(self, step: int, percept: GridPercept, region: Region,
+               action: str = "click") -> State:
         rows, cols = percept.tiles.shape
         r, c = region
         inside = _on_board(region, (rows, cols))
         near = [[percept.name_at(r + dr, c + dc) if _on_board((r + dr, c + dc), (rows, cols))
                  else None for dc in (-1, 0, 1)] for dr in (-1, 0, 1)]
-        tags = [f"board:{rows}x{cols}", f"region:{'cell' if inside else 'outside'}",
+        tags = [f"action:{action}", f"board:{rows}x{cols}",
+                f"region:{'cell' if inside else 'outside'}",
                 f"row:{_side(r, rows)}", f"col:{_side(c, cols)}"]
         return State(step, (r, c), (0, 0), {}, percept.name_at(r, c) if inside else None,
                      near, sorted(percept.visible()), tags)
@@ -214,24 +228,48 @@ class BoardAgent:
 
     # -- knowledge -------------------------------------------------------------------------
 
-    def _model(self, shape: tuple[int, int]) -> Callable[[Region], set[Region] | None]:
-        """What a click on a cell changes, by the skills: translation-invariant if active,
-        else the cell's own skill on a board of this size."""
-        general = self.skills.get(GENERAL)
+    def _models(self, percept: GridPercept) -> dict[str, Model]:
+        """Per action, what it does to a cell by the skills: translation-invariant if active
+        (with the looks cells turn into), else the cell's own skill on a board this size."""
+        shape = percept.tiles.shape
         board_fact = f"tag:board:{shape[0]}x{shape[1]}"
+        ids = {name: i for i, name in enumerate(percept.classes)}
 
-        def model(cell: Region) -> set[Region] | None:
-            if general is not None and general.status == "active":
-                return predicted(general, cell, shape)
-            own = self.skills.get(f"click:{cell[0]},{cell[1]}")
-            if own is not None and own.status == "active" and own.applicable({board_fact}):
-                return predicted(own, cell, shape)
-            return None
-        return model
+        def look_at(cell: Region) -> str:
+            return percept.name_at(*cell)
 
-    def _blocked(self, percept: GridPercept) -> Callable[[Region], bool]:
-        def blocked(region: Region) -> bool:
-            facts = self._state(0, percept, region).facts()
+        def model_for(action: str) -> Model:
+            general = self.skills.get(general_key(action))
+
+            def model(cell: Region) -> dict[Region, int | None] | None:
+                if general is not None and general.status == "active":
+                    looks = predicted_looks(general, cell, shape, look_at)
+                    return {p: ids.get(after) if after is not None else None
+                            for p, after in looks.items()}
+                own = self.skills.get(f"{action}:{cell[0]},{cell[1]}")
+                if own is not None and own.status == "active" and own.applicable({board_fact}):
+                    return dict.fromkeys(predicted_looks(own, cell, shape))
+                return None
+            return model
+        return {action: model_for(action) for action in self.board.actions}
+
+    def _toggles(self) -> bool:
+        """Every active translation-invariant skill toggles (none sets a look) between the
+        same two looks: only then is the goal a GF(2) system."""
+        seen: set[str] = set()
+        for action in self.board.actions:
+            general = self.skills.get(general_key(action))
+            if general is None or general.status != "active":
+                continue
+            if not toggles_only(general):
+                return False
+            for table in (general.procedure[0].get("looks") or {}).values():
+                seen |= set(table) | set(table.values())
+        return len(seen) <= 2
+
+    def _blocked(self, percept: GridPercept) -> Callable[[str, Region], bool]:
+        def blocked(action: str, region: Region) -> bool:
+            facts = self._state(0, percept, region, action).facts()
             return self.guardrails.blocking_primitive("click", None, facts) is not None
         return blocked
 
@@ -239,9 +277,10 @@ class BoardAgent:
         min_evidence = self.board.min_evidence
         for skill in region_skills(self.attempts):
             self.skills.update(skill)
-        general = general_skill(self.attempts, min_evidence)
-        if general is not None:
-            self.skills.update(general)
+        for action in self.board.actions:
+            general = general_skill(self.attempts, min_evidence, action)
+            if general is not None:
+                self.skills.update(general)
         for guard in no_effect_guardrails(self.attempts, min_evidence):
             self.guardrails.update(guard)
 

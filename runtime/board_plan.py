@@ -5,9 +5,12 @@ just off it (rows/cols -1 and R/C); a region is *covered* when a skill predicts 
 it changes or a guardrail forbids clicking it. While some region kind (cells, points off the
 board) has uncovered regions it explores them (the kind explored least so far first; cells
 from the inside out, where an effect is least cut off by the border). Once every region is
-covered it treats each click as toggling the cells its skill predicts and solves
-``A x = b`` over GF(2) for the goal (fewest clicks among all solutions), replanning from the
-screen after every click so a wrong prediction costs one click, not the episode.
+covered, and while every learned effect toggles cells, it solves ``A x = b`` over GF(2) for
+the goal (fewest clicks among all solutions); where effects are not toggles (a click *sets* a
+cell's look, and a cell that has it already stays) it picks greedily the click whose
+predicted looks bring the most cells to the goal. Either way it replans from the screen after
+every click, so a wrong prediction costs one click, not the episode. A game may have several
+actions (mouse buttons): each is explored and learned on its own.
 """
 
 from __future__ import annotations
@@ -37,58 +40,110 @@ def inside_out(shape: tuple[int, int]) -> list[Region]:
     return sorted(cells, key=lambda rc: -min(rc[0], rc[1], rows - 1 - rc[0], cols - 1 - rc[1]))
 
 
+Model = Callable[[Region], "dict[Region, int | None] | None"]
+"""What one action on a cell does: changed cells -> the look each turns into (None: unknown),
+or None while it is not known."""
+
+
 @dataclass
 class Choice:
     region: Region | None
     reason: str
     """``explore``, ``plan``, ``goal`` (already reached) or ``stuck`` (no plan reaches it)."""
-    plan: list[Region] | None = None
+    plan: list[tuple[str, Region]] | None = None
+    action: str = "click"
+    """The action (mouse button) to use on ``region``."""
 
 
 def choose(shape: tuple[int, int], tiles: np.ndarray, targets: Sequence[np.ndarray],
-           model: Callable[[Region], set[Region] | None], blocked: Callable[[Region], bool],
-           explored: dict[str, int], tried: set[Region]) -> Choice:
-    """The next region to click. ``model(cell)`` gives the cells a click changes (None if
-    unknown); ``explored`` counts explorations by region kind in this episode."""
+           models: dict[str, Model], blocked: Callable[[str, Region], bool],
+           explored: dict[str, int], tried: set[tuple[str, Region]], outside: bool = True,
+           toggles: bool = True) -> Choice:
+    """The next action and region. ``models[action](cell)`` gives what the action changes
+    (None if unknown; the first action is the primary one, which also explores points off
+    the board when ``outside``); ``explored`` counts explorations by kind in this episode.
+    ``toggles``: every known effect toggles cells, so the goal is solved over GF(2); else
+    the planner is greedy over the predicted looks."""
     if any((tiles == t).all() for t in targets):
         return Choice(None, "goal")
     # Cells the goal wants changed first: a click there is informative and, where its effect
     # cannot be undone, does no harm.
     nearest = max(targets, key=lambda t: int((tiles == t).sum()))
     cells = sorted(inside_out(shape), key=lambda rc: bool(tiles[rc] == nearest[rc]))
-    kinds = {
-        "cell": [c for c in cells if model(c) is None and not blocked(c) and c not in tried],
-        "outside": [r for r in ring(shape) if not blocked(r) and r not in tried],
-    }
-    open_kinds = [k for k, regions in kinds.items() if regions]
+    actions = list(models)
+    kinds: dict[str, tuple[str, list[Region]]] = {}
+    for action, model in models.items():
+        kinds[f"cell:{action}"] = (action, [c for c in cells if model(c) is None
+                                            and not blocked(action, c)
+                                            and (action, c) not in tried])
+    if outside:
+        kinds["outside"] = (actions[0], [r for r in ring(shape) if not blocked(actions[0], r)
+                                         and (actions[0], r) not in tried])
+    open_kinds = [k for k, (_, regions) in kinds.items() if regions]
     if open_kinds:
-        kind = min(open_kinds, key=lambda k: (explored.get(k, 0), k != "cell"))
-        return Choice(kinds[kind][0], "explore")
-    plan = solve(shape, tiles, targets, model, blocked)
+        order = list(kinds)
+        kind = min(open_kinds, key=lambda k: (explored.get(k, 0), k == "outside",
+                                              order.index(k)))
+        action, regions = kinds[kind]
+        return Choice(regions[0], "explore", action=action)
+    plan = solve(shape, tiles, targets, models, blocked) if toggles else None
+    if plan is None:
+        plan = greedy(shape, tiles, targets, models, blocked)
     if plan is None:
         return Choice(None, "stuck")
-    return Choice(plan[0], "plan", plan)
+    return Choice(plan[0][1], "plan", plan, action=plan[0][0])
+
+
+def explore_kind(action: str, region: Region, shape: tuple[int, int]) -> str:
+    """The exploration kind an action on a region counts for (see :func:`choose`)."""
+    inside = 0 <= region[0] < shape[0] and 0 <= region[1] < shape[1]
+    return f"cell:{action}" if inside else "outside"
 
 
 def solve(shape: tuple[int, int], tiles: np.ndarray, targets: Sequence[np.ndarray],
-          model: Callable[[Region], set[Region] | None],
-          blocked: Callable[[Region], bool]) -> list[Region] | None:
-    """Fewest clicks (cells with a known effect) that toggle ``tiles`` into some target."""
+          models: dict[str, Model],
+          blocked: Callable[[str, Region], bool]) -> list[tuple[str, Region]] | None:
+    """Fewest clicks (actions with a known effect) that toggle ``tiles`` into some target."""
     rows, cols = shape
-    actions = [(r, c) for r in range(rows) for c in range(cols)
-               if not blocked((r, c)) and model((r, c))]
+    actions = [(a, (r, c)) for a, model in models.items() for r in range(rows)
+               for c in range(cols) if not blocked(a, (r, c)) and model((r, c))]
     if not actions:
         return None
     a = np.zeros((rows * cols, len(actions)), np.uint8)
-    for j, action in enumerate(actions):
-        for r, c in model(action):
+    for j, (kind, cell) in enumerate(actions):
+        for r, c in models[kind](cell):
             a[r * cols + c, j] = 1
-    best: list[Region] | None = None
+    best: list[tuple[str, Region]] | None = None
     for target in targets:
         b = (tiles != target).reshape(-1).astype(np.uint8)
         x = min_weight_solution(a, b)
         if x is not None and (best is None or int(x.sum()) < len(best)):
             best = [actions[j] for j in np.flatnonzero(x)]
+    return best or None
+
+
+def greedy(shape: tuple[int, int], tiles: np.ndarray, targets: Sequence[np.ndarray],
+           models: dict[str, Model],
+           blocked: Callable[[str, Region], bool]) -> list[tuple[str, Region]] | None:
+    """The one action that brings the most cells to their goal look by the predicted looks
+    (an unknown look counts as wrong), fewest cells disturbed on a tie; None if none gains.
+    Replanned after every click, so it is a one-step lookahead on the screen's state."""
+    rows, cols = shape
+    best, best_key = None, None
+    for target in targets:
+        for kind, model in models.items():
+            for r in range(rows):
+                for c in range(cols):
+                    if blocked(kind, (r, c)):
+                        continue
+                    change = model((r, c))
+                    if not change:
+                        continue
+                    gain = sum(int(after is not None and after == target[p])
+                               - int(tiles[p] == target[p]) for p, after in change.items())
+                    key = (gain, -len(change))
+                    if gain > 0 and (best_key is None or key > best_key):
+                        best, best_key = [(kind, (r, c))], key
     return best
 
 

@@ -98,6 +98,11 @@ class BoardConfig:
     """Known number of cell columns (None: found on the screen)."""
     outside_margin: float = 0.15
     """Points off the board are this share of a cell beyond its edge."""
+    explore_outside: bool = True
+    """Explore points just off the board (False: a game that snaps such clicks onto cells)."""
+    actions: list[str] = field(default_factory=lambda: ["click"])
+    """Mouse actions the agent may try on a cell (``click``, ``right_click``,
+    ``middle_click``); the first one also explores points off the board."""
     min_evidence: int = 2
     """Attempts that must agree before a skill or guardrail is enforced."""
     max_clicks: int = 60
@@ -106,6 +111,13 @@ class BoardConfig:
     """Run the game on a private Xvfb display (headless machines)."""
     goal: GoalConfig = field(default_factory=GoalConfig)
     """What the solved board looks like."""
+
+    def __post_init__(self) -> None:
+        kinds = ("click", "right_click", "middle_click")
+        bad = [a for a in self.actions if a not in kinds]
+        if not self.actions or bad:
+            raise ConfigError(f"'board.actions' must be a non-empty list of {', '.join(kinds)}, "
+                              f"got {self.actions!r}")
 
 
 @dataclass

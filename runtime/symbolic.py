@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from guardrails.model import novelty_facts
 from guardrails.store import GuardrailSet
 from runtime.planner import PlanContext, candidate_subgoals
 from runtime.records import ExperienceTuple, Subgoal
@@ -25,6 +26,7 @@ from skills.model import Skill
 
 MAX_DEPTH = 6
 MAX_IDLE = 3
+MAX_EXPERIMENT_FACTS = 3
 NEED_FRACTION = 0.4
 """A self-depleting counter below this share of its highest value seen is a need."""
 
@@ -181,26 +183,44 @@ class SymbolicPlanner:
 
     def _experiments(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
         """First steps towards trying a never-working subgoal with something new at hand:
-        for a subgoal its "nothing new" guardrail forbids now, a fact within reach (a
-        counter a skill raises, a remembered kind to stand next to) that would lift it."""
+        for a subgoal its "nothing new" guardrail forbids now, a few facts within reach
+        (counters a skill raises, remembered kinds to stand next to) that would lift it;
+        the first step gets one of them, things to hold first."""
         world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
         reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
         for skill in self.skills.active():
             reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}"
                           for name in skill.raises()]
+        reachable = sorted(set(reachable) - facts)
         steps = []
         for guard in self.guardrails.active():
             if guard.trigger.within is None or not guard.trigger.holds(facts):
                 continue
-            for fact in reachable:
-                if fact in facts or guard.trigger.holds(facts | {fact}):
-                    continue
-                step = self._achieve(fact, facts, ctx, world, set(), 0)
-                if step is not None and self._allowed(step, facts, ctx):
-                    if step not in steps:
-                        steps.append(step)
-                    break
+            step = self._lift(guard, facts, reachable, ctx, world)
+            if step is not None and step not in steps:
+                steps.append(step)
         return steps
+
+    def _lift(self, guard, facts, reachable, ctx, world) -> Subgoal | None:
+        """Greedy: add the reachable fact that the most still-covering failures lacked,
+        until no failure had everything (at most a few facts); then take a first step."""
+        added: set[str] = set()
+        for _ in range(MAX_EXPERIMENT_FACTS):
+            have = novelty_facts(facts | added, set(guard.trigger.ignore))
+            covering = [set(w) for w in guard.trigger.within if have <= set(w)]
+            if not covering:
+                break
+            gains = {f: sum(f not in w for w in covering) for f in reachable if f not in added}
+            if not gains or max(gains.values()) == 0:
+                return None
+            added.add(max(sorted(gains), key=gains.get))
+        if guard.trigger.holds(facts | added):
+            return None
+        for fact in sorted(added, key=lambda f: f.startswith(("near:", "facing:"))):
+            step = self._achieve(fact, facts, ctx, world, set(), 0)
+            if step is not None and self._allowed(step, facts, ctx):
+                return step
+        return None
 
     def _new_levels(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
         found = []

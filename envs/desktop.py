@@ -85,6 +85,13 @@ def middle_click(x: int, y: int) -> dict[str, Any]:
     return _action("middle_click", (x, y))
 
 
+def mouse_click(kind: str, x: int, y: int) -> dict[str, Any]:
+    """A single click of the button ``kind`` names (a key of :data:`BUTTONS`)."""
+    if kind not in BUTTONS:
+        raise DesktopError(f"unknown click kind {kind!r}; expected one of {tuple(BUTTONS)}")
+    return _action(kind, (x, y))
+
+
 def double_click(x: int, y: int) -> dict[str, Any]:
     return _action("double_click", (x, y))
 

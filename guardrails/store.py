@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from guardrails.model import Guardrail
 from runtime.knowledge import Knowledge
+from runtime.records import ExperienceTuple
 
 KIND = "guardrail"
 CONFIRMATIONS = 2
+HARM_ROOTS = frozenset({"damage_taken", "died"})
 """Harm events a guardrail about a non-fatal loss needs before it is enforced."""
 
 
@@ -55,15 +57,42 @@ class GuardrailSet:
                 guard.status = "retired"
                 self.update(guard)
 
+    def weigh_harm(self, attempt: ExperienceTuple) -> None:
+        """An attempt at a subgoal a harm guardrail forbids, made while its trigger held
+        (on probation, see ``on_probation``) and unharmed, contradicts it; as many
+        contradictions as harms retire it."""
+        d = attempt.diagnosis
+        if d.health_delta < 0 or d.cause == "died":
+            return
+        facts = attempt.pre.facts()
+        for guard in list(self.guardrails.values()):
+            if guard.root_cause not in HARM_ROOTS or guard.status != "active" \
+                    or guard.forbidden != f"subgoal {attempt.subgoal.key}" \
+                    or not guard.trigger.holds(facts) or attempt.id in guard.contradictions:
+                continue
+            guard.contradictions = sorted({*guard.contradictions, attempt.id})
+            if len(guard.contradictions) >= len(guard.evidence):
+                guard.status = "retired"
+            self.update(guard)
+
+    @staticmethod
+    def on_probation(guard: Guardrail) -> bool:
+        """Harm guardrails on subgoals may be broken now and then to test them: a harm
+        seen a couple of times may have been chance, and a guardrail that is never broken
+        can never be contradicted."""
+        return guard.root_cause in HARM_ROOTS and guard.forbidden.startswith("subgoal ")
+
     def active(self) -> list[Guardrail]:
         return [g for g in self.guardrails.values() if g.status == "active"]
 
     def blocking_subgoal(self, subgoal: str, facts: frozenset[str]) -> Guardrail | None:
         """The first active guardrail that forbids ``subgoal`` in a state with ``facts``."""
-        for guard in self.active():
-            if guard.blocks_subgoal(subgoal, facts):
-                return guard
-        return None
+        blocking = self.blocking_subgoal_all(subgoal, facts)
+        return blocking[0] if blocking else None
+
+    def blocking_subgoal_all(self, subgoal: str, facts: frozenset[str]) -> list[Guardrail]:
+        """Every active guardrail that forbids ``subgoal`` in a state with ``facts``."""
+        return [g for g in self.active() if g.blocks_subgoal(subgoal, facts)]
 
     def harmful_kinds(self) -> set[str]:
         """Kinds named by guardrails about harm (``near:K`` / ``see:K`` in their triggers)."""

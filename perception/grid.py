@@ -120,9 +120,10 @@ def _lines(profile: np.ndarray, count: int | None, config: GridConfig) -> np.nda
     if profile.size == 0 or profile.max() == 0:
         return None
     strong = np.flatnonzero(profile >= config.line_fraction * profile.max())
-    # A 1-pixel line makes two edge columns (into it and out of it): merge neighbours, and
-    # the diff above sits between pixels i and i + 1, hence the + 1.
-    groups = np.split(strong, np.flatnonzero(np.diff(strong) > 2) + 1)
+    # A line makes two edge columns (into it and out of it; a thick frame or block separator
+    # a few pixels apart): merge those closer than half the smallest cell, and the diff above
+    # sits between pixels i and i + 1, hence the + 1.
+    groups = np.split(strong, np.flatnonzero(np.diff(strong) > max(2, config.min_cell // 2)) + 1)
     peaks = np.array([round(float(g.mean())) + 1 for g in groups])
     best: list[int] = []
     for i in range(len(peaks)):

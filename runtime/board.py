@@ -134,12 +134,12 @@ class BoardAgent:
                  action: str, region: Region, plan: list | None, targets: list[np.ndarray],
                  recorder: EpisodeRecorder | None, model: Model):
         """Click one region, diagnose it, store and record it, and distil again."""
-        from envs.desktop import _action
+        from envs.desktop import mouse_click
 
         shape = percept.tiles.shape
         x, y = self._point(percept, region)
         pre = self._state(step, percept, region, action)
-        after, _, _, truncated, info = self.env.step(_action(action, (x, y)))
+        after, _, _, truncated, info = self.env.step(mouse_click(action, x, y))
         if not truncated:
             # Once more: a game that pauses mid-animation (a busy machine) looks settled early,
             # and a half-drawn frame would blame this click for the next one's changes.
@@ -233,7 +233,8 @@ class BoardAgent:
         (with the looks cells turn into), else the cell's own skill on a board this size."""
         shape = percept.tiles.shape
         board_fact = f"tag:board:{shape[0]}x{shape[1]}"
-        ids = {name: i for i, name in enumerate(percept.classes)}
+        # Every look named so far (the goal picture's too, which this frame may not show).
+        ids = {name: i for i, name in enumerate(self.perceiver.clusters.names)}
 
         def look_at(cell: Region) -> str:
             return percept.name_at(*cell)

@@ -58,6 +58,7 @@ class Learner:
         depleting = {name for name, signs in drift.items() if -1 in signs}
         for guard in harm_guardrails(attempt, self._recent, entries, depleting):
             self.guardrails.update(guard)
+        self.guardrails.weigh_harm(attempt)
 
     def end_episode(self) -> None:
         """Re-distil every subgoal seen, so the stored knowledge reflects the whole episode."""

@@ -27,6 +27,8 @@ from skills.model import Skill
 MAX_DEPTH = 6
 MAX_IDLE = 3
 MAX_EXPERIMENT_FACTS = 3
+PROBATION = 0.1
+"""Chance that a harm guardrail lets its subgoal through, to test it (see GuardrailSet)."""
 NEED_FRACTION = 0.4
 """A self-depleting counter below this share of its highest value seen is a need."""
 
@@ -153,7 +155,9 @@ class SymbolicPlanner:
         return None
 
     def _allowed(self, subgoal: Subgoal, facts: frozenset[str], ctx: PlanContext) -> bool:
-        if self.guardrails.blocking_subgoal(subgoal.key, facts) is not None:
+        blocking = self.guardrails.blocking_subgoal_all(subgoal.key, facts)
+        if blocking and not (all(self.guardrails.on_probation(g) for g in blocking)
+                             and self.rng.random() < PROBATION):
             return False
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 

@@ -14,6 +14,8 @@ REQUIREMENT_CAUSES = frozenset({
     Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
 MIN_SUCCESSES = 2
 """Successes a skill needs, unless one of them reached the goal (a reward is no fluke)."""
+MIN_SUCCESSES_TILE_ONLY = 3
+"""... when all it was seen to do is change a tile, which things nearby also do at times."""
 VERIFY_SHARE = 0.8
 DEMOTE_AFTER = 6
 DEMOTE_BELOW = 0.25
@@ -81,7 +83,10 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
     drift = drift or {}
     successes = [t for t in attempts if worked(t, drift)]
     rewarded = any("reward" in t.diagnosis.effects for t in successes)
-    if len(successes) < MIN_SUCCESSES and not rewarded:
+    counted = any(split_counter_effect(e)[0] and caused(e, drift)
+                  for t in successes for e in t.diagnosis.effects)
+    needed = MIN_SUCCESSES if counted else MIN_SUCCESSES_TILE_ONLY
+    if len(successes) < needed and not rewarded:
         return None
     failures = [t for t in attempts if acted_without_effect(t)]
     preconditions = explain_failures(

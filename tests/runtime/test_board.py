@@ -132,3 +132,34 @@ def test_pattern_buttons_are_learned_as_set_looks(pattern):
         unknown, full = next(iter(sets["click"].items()))
         assert sets["right_click"][unknown] not in (unknown, full)
         assert set(sets["middle_click"].values()) == {unknown}
+
+
+def test_game_killed_mid_episode_ends_it_cleanly_with_its_steps_recorded(
+        tmp_path, desktop_display):  # noqa: F811
+    import os
+    import signal
+
+    from runtime.board import BoardAgent
+    from runtime.board_cli import open_env
+
+    config = load_config(ROOT / "configs" / "flip.yaml",
+                         {"board.ids": BOARDS[:1], "board.xvfb": False})
+    with ExperienceStore(tmp_path / "exp.sqlite") as store:
+        env = open_env(config)
+        try:
+            agent = BoardAgent(config, store, env, tmp_path / "runs")
+
+            def kill_after_two(clicks, _reason):
+                if clicks == 2:
+                    os.kill(env._proc.pid, signal.SIGKILL)
+
+            result = agent.run_episode(config.seed, 0, progress=kill_after_two)
+        finally:
+            env.close()
+        stored = store.count()
+    assert result.end == "window_closed" and not result.solved
+    assert result.clicks == 3  # the click after the kill found no window
+    episode = load_episode(tmp_path / "runs" / "episode-000")
+    assert episode.finished and len(episode.actions) == result.clicks
+    assert episode.truncated[-1]
+    assert len(episode.attempts) == stored == result.clicks

@@ -52,3 +52,18 @@ def test_common_effects_keep_what_every_success_did_and_drop_reward():
     assert common_effects([["a+1"], ["b+1"], ["a+1"]]) == []
     assert common_effects([["a+1"]] * 4 + [["b+1"]]) == ["a+1"]
     assert str(Cause.SUCCESS) == "success"
+
+
+def test_skills_list_and_show_read_a_real_store(table_run, capsys):
+    from runtime.cli import main
+
+    _, store, _, _ = table_run
+    assert main(["skills", "--store", str(store), "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "interact:tree" in listed and "wood+1" in listed
+    assert main(["skills", "--store", str(store), "show", "use:place_table"]) == 0
+    shown = capsys.readouterr().out
+    assert "preconditions" in shown and "provenance" in shown and "history: v1" in shown
+    assert main(["skills", "--store", str(store), "show", "nope"]) == 2
+    assert main(["skills", "--store", str(store.parent / "missing.sqlite"), "list"]) == 2
+    assert "no experience store" in capsys.readouterr().err

@@ -176,9 +176,11 @@ class SymbolicPlanner:
         for s in options:
             tried = self.tried.get(s.key, 0)
             score = 3.0 if tried == 0 else 1.0 / (1 + tried)
-            if s.key in gated and tried == 0:
+            if s.key in gated:
                 score = 3.5  # it never worked, but something new is at hand: try it now
-            if s in novel or s in experiments:
+            if s in experiments:
+                score = 3.6  # a step towards trying a never-working subgoal anew
+            elif s in novel:
                 score = max(score, 2.5)
             if s.controller == "explore":
                 score = 0.6

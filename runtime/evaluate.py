@@ -112,6 +112,9 @@ def plot_curve(points: list[float], baselines: dict[str, float], path: Path) -> 
         cv2.circle(canvas, (int(x), int(y)), 3, (200, 80, 0), -1)
     cv2.putText(canvas, "Crafter score per training generation", (margin, 24),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    cv2.putText(canvas, f"0..{top:.1f}", (4, margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    cv2.putText(canvas, f"{top:.1f}", (4, margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    cv2.putText(canvas, "0", (24, height - margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    cv2.putText(canvas, f"generations 1 to {len(points)}", (width // 2 - 50, height - 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), canvas)

@@ -202,10 +202,29 @@ class SymbolicPlanner:
         for guard in self.guardrails.active():
             if guard.trigger.within is None or not guard.trigger.holds(facts):
                 continue
-            step = self._lift(guard, facts, reachable, ctx, world)
+            step = self._borrow(guard, facts, ctx, world) or \
+                self._lift(guard, facts, reachable, ctx, world)
             if step is not None and step not in steps:
                 steps.append(step)
         return steps
+
+    def _borrow(self, guard, facts, ctx, world) -> Subgoal | None:
+        """Try first what made a sibling work: the preconditions of a known skill with the
+        same controller (another action used by name, say), if holding them would be new
+        for the forbidden subgoal."""
+        controller = Subgoal.parse(guard.forbidden.split(" ", 1)[1]).controller
+        siblings = sorted((s for s in self.skills.active()
+                           if Subgoal.parse(s.subgoal).controller == controller),
+                          key=lambda s: (len(s.preconditions), s.subgoal))
+        for sibling in siblings:
+            wanted = set(sibling.preconditions) - facts
+            if not wanted or guard.trigger.holds(facts | wanted):
+                continue
+            for fact in sorted(wanted, key=lambda f: f.startswith(("near:", "facing:"))):
+                step = self._achieve(fact, facts, ctx, world, set(), 0)
+                if step is not None and self._allowed(step, facts, ctx):
+                    return step
+        return None
 
     def _lift(self, guard, facts, reachable, ctx, world) -> Subgoal | None:
         """Greedy: add the reachable fact that the most still-covering failures lacked,

@@ -17,7 +17,7 @@ def skill(subgoal, pre=(), verify=(), rewarded=0):
 
 
 def context(counters, near=(), visible=("tree", "rock")):
-    state = State(0, (0, 0), (1, 0), dict(counters), None,
+    state = State(0, (0, 0), (1, 0), dict(counters), "grass",
                   [[None, k, None] for k in near] or [[None]], list(visible))
     return PlanContext(state, condition_signature(state.predicates()), ["make_x"], False,
                        lambda *_: (0, 0))
@@ -58,3 +58,21 @@ def test_a_guardrail_vetoes_the_chain_it_blocks():
     guards.update(Guardrail("test", "test", Trigger(), "subgoal interact:tree", "subgoal", [1]))
     choice = planner(guards).next_subgoal(context({"wood": 0}))
     assert choice.key != "interact:tree"
+
+
+def test_a_never_working_action_is_tried_with_what_made_a_sibling_work():
+    guards = GuardrailSet()
+    # make_y failed near the bench without wood, and with wood away from the bench.
+    guards.update(Guardrail("no_effect", "test",
+                            Trigger(within=[["facing:grass", "near:bench"],
+                                            ["facing:grass", "wood>=1"]]),
+                            "subgoal use:make_y", "subgoal", [1, 2]))
+    p = planner(guards)
+    ctx = context({"wood": 0}, near=["bench"])
+    ctx.by_name = ["make_y"]
+    p.reset()
+    p.rewarded_this_episode.add("use:make_x")  # its own goal is done this episode
+    assert p.next_subgoal(ctx).key == "interact:tree"  # wood, to hold it at the bench
+    held = context({"wood": 1}, near=["bench"])
+    held.by_name = ["make_y"]
+    assert guards.blocking_subgoal("use:make_y", held.state.facts()) is None

@@ -28,8 +28,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=20000, help="training env steps")
     parser.add_argument("--generation", type=int, default=5, help="episodes per generation")
     parser.add_argument("--eval-episodes", type=int, default=20, help="held-out episodes")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="first training world seed (and the agent's random seed)")
     parser.add_argument("--eval-seed", type=int, default=100000,
-                        help="first held-out world seed (training uses seeds from 0)")
+                        help="first held-out world seed (keep it far from the training seeds)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on episode length")
     parser.add_argument("--store", help="store file for the trained knowledge (kept)")
     parser.add_argument("--png", default="runs/crafter_learning.png", help="curve output")
@@ -44,7 +46,7 @@ def main() -> None:
 
     print(f"training from an empty store for {args.budget} steps ({store_path})")
     with ExperienceStore(store_path) as store:
-        generations = train(config, store, args.budget, args.generation)
+        generations = train(config, store, args.budget, args.generation, args.train_seed)
     print("evaluating on held-out seeds", seeds[0], "to", seeds[-1])
     rand = random_agent(config, seeds)
     with ExperienceStore(tmp / "off.sqlite") as store:

@@ -66,7 +66,7 @@ def play(config: RunConfig, store: ExperienceStore, seeds: list[int], name: str,
 def train(config: RunConfig, store: ExperienceStore, budget: int, generation: int,
           first_seed: int = 0, report: Callable[[str], None] = print) -> list[Scored]:
     """Learn for ``budget`` env steps in blocks of ``generation`` episodes (one Scored each)."""
-    config = dataclasses.replace(config, learning="learn")
+    config = dataclasses.replace(config, learning="learn", seed=first_seed)
     agent = Agent(config, store, None)
     generations: list[Scored] = []
     steps, seed, started = 0, first_seed, time.perf_counter()

@@ -27,6 +27,8 @@ from skills.model import Skill
 MAX_DEPTH = 6
 MAX_IDLE = 3
 MAX_EXPERIMENT_FACTS = 3
+EXPLORE_SHARE = 0.25
+"""Chance of exploring although a goal could be pursued (unless a need is pressing)."""
 PROBATION = 0.1
 """Chance that a harm guardrail lets its subgoal through, to test it (see GuardrailSet)."""
 NEED_FRACTION = 0.4
@@ -53,6 +55,7 @@ class SymbolicPlanner:
         self.guardrails = guardrails
         self.rng = rng
         self.world_facts = world_facts
+        self.explore_share = EXPLORE_SHARE
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
@@ -84,7 +87,15 @@ class SymbolicPlanner:
         if defence is not None:
             self.last_reason = f"defend: {defence.key}"
             return defence
-        for reason, skill in self._goals(ctx, world):
+        never = [s for s in candidate_subgoals(ctx)
+                 if ctx.stats(s.key, None)[0] == 0 and self._allowed(s, facts, ctx)]
+        if never:  # never tried anywhere, by any episode: the cheapest thing to learn from
+            self.last_reason = "never tried"
+            return never[int(self.rng.integers(len(never)))]
+        goals = self._goals(ctx, world)
+        if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:
+            goals = []  # leave room to explore even while goals remain
+        for reason, skill in goals:
             step = self._first_step(skill, facts, ctx, world, set(), 0)
             if step is not None and self._allowed(step, facts, ctx):
                 self.last_reason = f"{reason}: {skill.subgoal}"

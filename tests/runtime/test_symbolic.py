@@ -20,7 +20,7 @@ def context(counters, near=(), visible=("tree", "rock")):
     state = State(0, (0, 0), (1, 0), dict(counters), "grass",
                   [[None, k, None] for k in near] or [[None]], list(visible))
     return PlanContext(state, condition_signature(state.predicates()), ["make_x"], False,
-                       lambda *_: (0, 0))
+                       lambda *_: (1, 0))  # everything tried once before
 
 
 def planner(guards=None, known=("tree", "bench")):
@@ -30,8 +30,10 @@ def planner(guards=None, known=("tree", "bench")):
     library.update(skill("use:make_x", pre=["near:bench", "wood>=1"], verify=["x+1"],
                          rewarded=3))
     facts = WorldFacts(set(known), set(), {})
-    return SymbolicPlanner(library, guards or GuardrailSet(), np.random.default_rng(0),
-                           lambda: facts)
+    planner = SymbolicPlanner(library, guards or GuardrailSet(), np.random.default_rng(0),
+                              lambda: facts)
+    planner.explore_share = 0.0  # always pursue goals when there are any
+    return planner
 
 
 def test_missing_counter_is_gathered_first():
@@ -76,3 +78,10 @@ def test_a_never_working_action_is_tried_with_what_made_a_sibling_work():
     held = context({"wood": 1}, near=["bench"])
     held.by_name = ["make_y"]
     assert guards.blocking_subgoal("use:make_y", held.state.facts()) is None
+
+
+def test_what_was_never_tried_anywhere_comes_first():
+    p = planner()
+    ctx = context({"wood": 1}, near=["bench"])
+    ctx.stats = lambda key, _: (0, 0) if key == "interact:rock" else (3, 1)
+    assert p.next_subgoal(ctx).key == "interact:rock"

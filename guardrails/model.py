@@ -40,6 +40,9 @@ class Trigger:
         have = novelty_facts(facts, set(self.ignore))
         return any(have <= set(seen) for seen in self.within)
 
+    def unconditional(self) -> bool:
+        return not self.all_of and not self.none_of and self.within is None
+
     def describe(self) -> str:
         parts = [" & ".join(self.all_of)] if self.all_of else []
         parts += [f"not {f}" for f in self.none_of]

@@ -3,6 +3,8 @@ and the checks the planner and the executor run against them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from guardrails.model import Guardrail
 from runtime.knowledge import Knowledge
 from runtime.records import ExperienceTuple
@@ -108,15 +110,21 @@ class GuardrailSet:
         return {g.forbidden.split(" ", 1)[1] for g in self.active()
                 if g.forbidden.startswith("enter ") and not g.trigger.all_of}
 
+    def primitive_rules(self) -> list[Guardrail]:
+        """Active guardrails the executor checks before each action."""
+        return [g for g in self.active() if g.forbidden.startswith(("primitive ", "enter "))]
+
     def blocking_primitive(self, action: str, entering: str | None,
-                           facts: frozenset[str]) -> Guardrail | None:
+                           facts: Callable[[], frozenset[str]]) -> Guardrail | None:
         """The first active guardrail that forbids sending ``action`` now (``entering`` is
-        the kind of tile a move would step onto)."""
-        for guard in self.active():
-            if not guard.trigger.holds(facts):
+        the kind of tile a move would step onto; ``facts`` is called only if needed)."""
+        known: frozenset[str] | None = None
+        for guard in self.primitive_rules():
+            if guard.forbidden not in (f"primitive {action}", f"enter {entering}"):
                 continue
-            if guard.forbidden == f"primitive {action}":
+            if guard.trigger.unconditional():
                 return guard
-            if entering is not None and guard.forbidden == f"enter {entering}":
+            known = facts() if known is None else known
+            if guard.trigger.holds(known):
                 return guard
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,9 @@ from runtime.records import ExperienceTuple, State, Subgoal
 from runtime.world import WorldModel
 from skills.distill import EFFECT_CONTROLLERS
 
-#: A guard sees the action name about to be sent and the current state; it returns a
-#: reason to block the action, or None. Guardrails plug in here.
-Guard = Callable[[str, State], str | None]
+#: A guard sees the action name about to be sent, the world model and the step number; it
+#: returns a reason to block the action, or None. Guardrails plug in here.
+Guard = Callable[[str, WorldModel, int], str | None]
 CHANGE_RADIUS = 2
 
 
@@ -34,6 +35,8 @@ class EpisodeState:
     terminated: bool = False
     last_info: dict[str, Any] = field(default_factory=dict)
     total_reward: float = 0.0
+    env_seconds: float = 0.0
+    """Time spent inside ``env.step`` (to tell the loop's own cost from the game's)."""
 
 
 class Executor:
@@ -125,18 +128,17 @@ class Executor:
         return agent.sleep_steps if subgoal.controller == "sleep" else agent.max_attempt_steps
 
     def _blocked(self, name: str, world: WorldModel, step: int) -> str | None:
-        if not self.guards:
-            return None
-        state = snapshot(world, step)
         for guard in self.guards:
-            reason = guard(name, state)
+            reason = guard(name, world, step)
             if reason is not None:
                 return reason
         return None
 
     def _step(self, name: str, ep: EpisodeState, view: AttemptView, trace: Trace) -> None:
         action = self.action_ids[name]
+        started = time.perf_counter()
         frame, reward, terminated, truncated, info = self.env.step(action)
+        ep.env_seconds += time.perf_counter() - started
         ep.step += 1
         if self.max_steps is not None and ep.step >= self.max_steps:
             truncated = True

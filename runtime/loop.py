@@ -19,7 +19,7 @@ from runtime.executor import EpisodeState, Executor, snapshot
 from runtime.learning import Learner
 from runtime.planner import PlanContext, Planner
 from runtime.recording import EpisodeRecorder
-from runtime.records import ExperienceTuple, State, condition_signature
+from runtime.records import ExperienceTuple, condition_signature
 from runtime.symbolic import SymbolicPlanner, WorldFacts
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class EpisodeResult:
     terminated: bool
     reset_seconds: float = 0.0
     """Time spent generating the world (reset), included in ``seconds``."""
+    env_seconds: float = 0.0
+    """Time spent inside the env's ``step``, included in ``seconds``."""
     unlocked: set[str] = field(default_factory=set)
     """Achievements the env reports (privileged: for the final table only)."""
     directory: Path | None = None
@@ -139,7 +141,7 @@ class Agent:
         attempts = successes = idle = 0
         while not ep.done:
             world.avoid = self.learner.guardrails.forbidden_entries()
-            executor.guards = [self._guard] if self.learner.guardrails.active() else []
+            executor.guards = [self._guard] if self.learner.guardrails.primitive_rules() else []
             ctx = self._context(ep)
             subgoal = self.planner.next_subgoal(ctx)
             worked_before = self._worked_before(subgoal.key, ctx.condition)
@@ -159,13 +161,17 @@ class Agent:
         self.learner.end_episode()
         unlocked = _unlocked(ep.last_info)
         return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,
-                             0.0, ep.terminated, reset_seconds, unlocked)
+                             0.0, ep.terminated, reset_seconds, ep.env_seconds, unlocked)
 
-    def _guard(self, action: str, state: State) -> str | None:
-        """Executor hook: the id of a guardrail that forbids ``action`` now, if any."""
+    def _guard(self, action: str, world: WorldModel, step: int) -> str | None:
+        """Executor hook: the id of a guardrail that forbids ``action`` now, if any. The
+        state's facts are only worked out if a matching guardrail's trigger needs them."""
         move = self.moves.get(action)
-        entering = state.near[1 + move[0]][1 + move[1]] if move else None
-        guard = self.learner.guardrails.blocking_primitive(action, entering, state.facts())
+        entering = None
+        if move:
+            entering = world.kind_at((world.position[0] + move[0], world.position[1] + move[1]))
+        guard = self.learner.guardrails.blocking_primitive(
+            action, entering, lambda: snapshot(world, step).facts())
         return None if guard is None else guard.id
 
     def _world_facts(self) -> WorldFacts:

@@ -74,9 +74,16 @@ def test_enter_guardrails_block_the_move_not_the_kind_elsewhere():
     guards = GuardrailSet()
     guards.update(Guardrail("died", "test", Trigger(), "enter lava", "task", [1]))
     assert guards.forbidden_entries() == {"lava"}
-    assert guards.blocking_primitive("move_left", "lava", frozenset()) is not None
-    assert guards.blocking_primitive("move_left", "grass", frozenset()) is None
-    assert guards.blocking_primitive("do", None, frozenset()) is None
+    def no_facts_needed():
+        raise AssertionError("an unconditional guardrail needs no facts")
+
+    assert guards.blocking_primitive("move_left", "lava", no_facts_needed) is not None
+    assert guards.blocking_primitive("move_left", "grass", no_facts_needed) is None
+    assert guards.blocking_primitive("do", None, no_facts_needed) is None
+    guards.update(Guardrail("died", "test", Trigger(all_of=["tag:night"]), "primitive sleep",
+                            "task", [2]))
+    assert guards.blocking_primitive("sleep", None, lambda: frozenset({"tag:night"}))
+    assert guards.blocking_primitive("sleep", None, lambda: frozenset()) is None
 
 
 def test_guardrails_show_prints_the_evidence(table_run, capsys):

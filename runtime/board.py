@@ -270,8 +270,8 @@ class BoardAgent:
 
     def _blocked(self, percept: GridPercept) -> Callable[[str, Region], bool]:
         def blocked(action: str, region: Region) -> bool:
-            facts = self._state(0, percept, region, action).facts()
-            return self.guardrails.blocking_primitive("click", None, facts) is not None
+            state = self._state(0, percept, region, action)
+            return self.guardrails.blocking_primitive("click", None, state.facts) is not None
         return blocked
 
     def _distill(self) -> None:

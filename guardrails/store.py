@@ -10,6 +10,8 @@ from runtime.knowledge import Knowledge
 from runtime.records import ExperienceTuple
 
 KIND = "guardrail"
+#: What a guardrail is; more evidence or contradictions alone is no new version.
+IDENTITY = ("root_cause", "trigger", "forbidden", "scope", "status")
 CONFIRMATIONS = 2
 HARM_ROOTS = frozenset({"damage_taken", "died"})
 """Harm events a guardrail about a non-fatal loss needs before it is enforced."""
@@ -45,7 +47,7 @@ class GuardrailSet:
                 "subgoal ") else ""
             guard.version = self.knowledge.put(
                 KIND, guard.id, guard.status, guard.to_dict(), subgoal=subgoal,
-                trigger=guard.trigger.describe())
+                trigger=guard.trigger.describe(), identity=IDENTITY)
         self.guardrails[guard.id] = guard
         return guard
 

@@ -15,14 +15,19 @@ class InspectError(Exception):
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    # --store is accepted before or after the action (`guardrails list --store x` too).
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", default=argparse.SUPPRESS,
+                       help=f"experience store file (default {DEFAULT_STORE})")
     skills = sub.add_parser(
         "skills", help="list or show the skills in a store",
         description="Skills are distilled from successful attempts: a subgoal, its learned "
                     "preconditions and verification, and the attempts it came from.")
     skills.add_argument("--store", default=DEFAULT_STORE, help="experience store file")
     s_sub = skills.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s_sub.add_parser("list", help="one line per skill")
-    show = s_sub.add_parser("show", help="one skill in full, with its version history")
+    s_sub.add_parser("list", help="one line per skill", parents=[store])
+    show = s_sub.add_parser("show", help="one skill in full, with its version history",
+                            parents=[store])
     show.add_argument("id", help="the skill's id (its subgoal, e.g. interact:tree)")
     skills.set_defaults(func=cmd_skills)
 
@@ -32,16 +37,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "condition, the operation they forbid, and the evidence behind them.")
     guards.add_argument("--store", default=DEFAULT_STORE, help="experience store file")
     g_sub = guards.add_subparsers(dest="action", required=True, metavar="ACTION")
-    g_sub.add_parser("list", help="one line per guardrail")
-    show = g_sub.add_parser("show", help="one guardrail with its evidence")
+    g_sub.add_parser("list", help="one line per guardrail", parents=[store])
+    show = g_sub.add_parser("show", help="one guardrail with its evidence", parents=[store])
     show.add_argument("id", help="guardrail id (g-xxxxxxxx), as 'list' prints it")
     show.add_argument("--runs", default="runs",
                       help="where recordings are, to point at the evidence's frames")
     for name, text in (("disable", "stop enforcing a guardrail"),
                        ("enable", "enforce a guardrail again")):
-        action = g_sub.add_parser(name, help=text)
+        action = g_sub.add_parser(name, help=text, parents=[store])
         action.add_argument("id", help="guardrail id")
-    export = g_sub.add_parser("export", help="every guardrail as JSON")
+    export = g_sub.add_parser("export", help="every guardrail as JSON", parents=[store])
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
     guards.set_defaults(func=cmd_guardrails)
 

@@ -40,11 +40,24 @@ class Knowledge:
         self._conn = conn
 
     def put(self, kind: str, key: str, status: str, body: dict[str, Any],
-            subgoal: str = "", trigger: str = "") -> int:
-        """Write an entry; returns its version (unchanged if the body and status are)."""
+            subgoal: str = "", trigger: str = "", identity: tuple[str, ...] | None = None
+            ) -> int:
+        """Write an entry; returns its version.
+
+        A new version is written when the status or the body changes; with ``identity``
+        (the body's fields that say what the entry *is*), a change confined to the other
+        fields (statistics, evidence lists) updates the current version in place instead.
+        """
         current = self.get(kind, key)
-        if current is not None and current.status == status and current.body == body:
-            return current.version
+        if current is not None and current.status == status:
+            if current.body == body:
+                return current.version
+            if identity is not None and all(
+                    current.body.get(f) == body.get(f) for f in identity):
+                self._conn.execute(
+                    "UPDATE knowledge SET body = ? WHERE kind = ? AND key = ? AND version = ?",
+                    (json.dumps(body, sort_keys=True), kind, key, current.version))
+                return current.version
         version = 1 if current is None else current.version + 1
         self._conn.execute(
             f"INSERT INTO knowledge ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -8,6 +8,8 @@ from runtime.knowledge import Knowledge
 from skills.model import Skill
 
 KIND = "skill"
+#: What a skill is; a change elsewhere (its statistics, provenance) is no new version.
+IDENTITY = ("preconditions", "verification", "status")
 
 
 class SkillLibrary:
@@ -23,7 +25,7 @@ class SkillLibrary:
         if self.knowledge is not None:
             skill.version = self.knowledge.put(
                 KIND, skill.subgoal, skill.status, skill.to_dict(), subgoal=skill.subgoal,
-                trigger=" & ".join(skill.preconditions))
+                trigger=" & ".join(skill.preconditions), identity=IDENTITY)
         self.skills[skill.subgoal] = skill
         return skill
 

@@ -18,3 +18,15 @@ def test_a_changed_entry_is_a_new_version_and_the_history_stays(tmp_path):
         assert store.knowledge.get("guardrail", "g1").status == "disabled"
         with pytest.raises(KeyError):
             store.knowledge.set_status("guardrail", "nope", "active")
+
+
+def test_statistics_alone_update_the_current_version_in_place(tmp_path):
+    with ExperienceStore(tmp_path / "k.sqlite") as store:
+        k = store.knowledge
+        ident = ("rule",)
+        assert k.put("skill", "s", "active", {"rule": "a", "n": 1}, identity=ident) == 1
+        assert k.put("skill", "s", "active", {"rule": "a", "n": 2}, identity=ident) == 1
+        assert k.get("skill", "s").body["n"] == 2
+        assert k.put("skill", "s", "active", {"rule": "b", "n": 2}, identity=ident) == 2
+        assert k.put("skill", "s", "demoted", {"rule": "b", "n": 2}, identity=ident) == 3
+        assert [e.body["rule"] for e in k.history("skill", "s")] == ["a", "b", "b"]

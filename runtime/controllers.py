@@ -94,11 +94,13 @@ class Controllers:
             outcome.target_visible = False
             outcome.reached = False
             return outcome
-        for _ in range(MAX_PLANS):
+        for plans in range(MAX_PLANS + 1):
             if world.kind_at(world.facing_position()) == kind:
                 outcome.target = world.facing_position()
                 outcome.distance_end = 1.0
                 return outcome
+            if plans == MAX_PLANS:
+                break
             route = world.path_to(kind)
             if route is None:
                 outcome.path_found = False
@@ -113,10 +115,6 @@ class Controllers:
                 yield self.move(d)
                 if world.position == before:
                     break  # blocked, or turned to face the target: look again from here
-        if world.kind_at(world.facing_position()) == kind:
-            outcome.target = world.facing_position()
-            outcome.distance_end = 1.0
-            return outcome
         outcome.path_found = False
         outcome.reached = False
         outcome.detail = "could not end up facing it"

@@ -137,7 +137,7 @@ class Agent:
         ep = EpisodeState(episode=episode, world=world, last_info=info)
         executor = Executor(self.env, self.parse, self.config, self.rng, recorder)
         if hasattr(self.planner, "reset"):
-            self.planner.reset(forget_tries=self.config.learning == "off")
+            self.planner.reset()
         attempts = successes = idle = 0
         while not ep.done:
             world.avoid = self.learner.guardrails.forbidden_entries()
@@ -189,8 +189,6 @@ class Agent:
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         summary = self.store.summary(subgoal, condition)
-        if summary is None:
-            return 0, 0
         return summary.attempts, summary.successes
 
     def _worked_before(self, subgoal: str, condition: int) -> bool:

@@ -66,10 +66,10 @@ class SymbolicPlanner:
         few the planner must pick something that moves."""
         self.last_reason = ""
 
-    def reset(self, forget_tries: bool = False) -> None:
+    def reset(self) -> None:
         """Start of an episode: the task rewards each thing once per episode, so what was
-        tried and rewarded is counted per episode. (``forget_tries`` is kept for planners
-        that learn across episodes; this one does so only through skills and guardrails.)"""
+        tried and rewarded is counted per episode (across episodes this planner learns only
+        through skills and guardrails)."""
         self.rewarded_this_episode.clear()
         self.failed_here.clear()
         self.tried.clear()
@@ -101,7 +101,7 @@ class SymbolicPlanner:
                 self.last_reason = f"{reason}: {skill.subgoal}"
                 return step
         self.last_reason = "explore"
-        return self._explore(ctx, facts)
+        return self._explore(ctx, facts, world)
 
     def _defend(self, world: WorldFacts) -> Subgoal | None:
         """Act on something that moves by itself next to the agent when the agent just
@@ -172,12 +172,12 @@ class SymbolicPlanner:
             return False
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
-    def _explore(self, ctx: PlanContext, facts: frozenset[str]) -> Subgoal:
+    def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts) -> Subgoal:
         """Untried subgoals first; then skills that would reach a counter level never held
         (a new level may be what a forbidden subgoal was missing); then the least tried."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
-        experiments = self._experiments(ctx, facts)
+        experiments = self._experiments(ctx, facts, world)
         options += [s for s in novel + experiments if s not in options]
         if not options:
             return Subgoal("explore")
@@ -198,12 +198,12 @@ class SymbolicPlanner:
             scores.append(score + 0.5 * self.rng.random())
         return options[int(np.argmax(scores))]
 
-    def _experiments(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
+    def _experiments(self, ctx: PlanContext, facts: frozenset[str],
+                     world: WorldFacts) -> list[Subgoal]:
         """First steps towards trying a never-working subgoal with something new at hand:
         for a subgoal its "nothing new" guardrail forbids now, a few facts within reach
         (counters a skill raises, remembered kinds to stand next to) that would lift it;
         the first step gets one of them, things to hold first."""
-        world = self.world_facts() if self.world_facts else WorldFacts(set(), set(), {})
         reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
         for skill in self.skills.active():
             reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}"

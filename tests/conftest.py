@@ -50,8 +50,8 @@ class ScriptedThenPlanned:
         self.script = list(script)
         self.planner = planner
 
-    def reset(self, forget_tries=False):
-        self.planner.reset(forget_tries)
+    def reset(self):
+        self.planner.reset()
 
     def next_subgoal(self, ctx):
         from runtime.records import Subgoal

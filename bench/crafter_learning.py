@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from envs.crafter import ACHIEVEMENTS
-from runtime.config import load_config
-from runtime.evaluate import play, plot_curve, random_agent, train
-from runtime.store import ExperienceStore
+from cairn.envs.crafter import ACHIEVEMENTS
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.config import load_config
+from cairn.runtime.evaluate import play, plot_curve, random_agent, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,9 +18,8 @@ import argparse
 import time
 
 import numpy as np
-
-from envs.desktop import DesktopEnv, click, virtual_display
-from perception.grid import GridPerceiver
+from cairn.envs.desktop import DesktopEnv, click, virtual_display
+from cairn.perception.grid import GridPerceiver
 
 
 def percentiles(samples: list[float]) -> str:

@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import cv2
-
-from runtime.board import BoardAgent
-from runtime.board_cli import open_env, print_board_table
-from runtime.config import load_config
-from runtime.recording import load_episode
-from runtime.store import ExperienceStore
+from cairn.experience.recording import load_episode
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.board import BoardAgent
+from cairn.runtime.board_cli import open_env, print_board_table
+from cairn.runtime.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIP_BOARDS = ["3x3:d074191345d1644c17058,648", "3x3:d074191345d1644c17058,810"]
@@ -48,7 +47,7 @@ def play(config, store, boards: list[str], run_dir: Path) -> list:
 def pattern_goal(config, path: Path, board: str | None = None) -> None:
     """A screenshot of the start board (``board``, else the config's first) with the squares
     the game's Solve fills painted in."""
-    from perception.grid import GridPerceiver
+    from cairn.perception.grid import GridPerceiver
 
     board = board or config.board.ids[0]
     config.board.ids = [board]  # the window is sized for this board
@@ -76,7 +75,7 @@ def pattern_goal(config, path: Path, board: str | None = None) -> None:
 
 def filled_squares(frame, board: str) -> list[list[bool]]:
     """Which squares of a Pattern ``board`` are filled on a screenshot (dark inside)."""
-    from perception.grid import GridConfig, GridPerceiver
+    from cairn.perception.grid import GridConfig, GridPerceiver
 
     cols, rows = (int(n) for n in board.split(":")[0].split("x"))
     grid = GridPerceiver(GridConfig(rows=rows, cols=cols)).parse(frame).grid
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=3, help="seed of the 4x4 and 5x5 boards")
     args = parser.parse_args(argv)
-    from envs.desktop import virtual_display
+    from cairn.envs.desktop import virtual_display
 
     tmp = Path(tempfile.mkdtemp(prefix="cairn-desktop-"))
     with virtual_display():

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from envs.crafter import CrafterEnv
-from runtime.config import load_config
-from runtime.loop import Agent
-from runtime.store import ExperienceStore
+from cairn.envs.crafter import CrafterEnv
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.config import load_config
+from cairn.runtime.loop import Agent
 
 ROOT = Path(__file__).resolve().parent.parent
 

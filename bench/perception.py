@@ -27,10 +27,9 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-from envs.crafter import CrafterEnv  # noqa: E402
-from perception.crafter import ITEMS, CrafterParser, expected_tiles  # noqa: E402
-from perception.percept import UNKNOWN  # noqa: E402
+from cairn.envs.crafter import CrafterEnv  # noqa: E402
+from cairn.perception.crafter import ITEMS, CrafterParser, expected_tiles  # noqa: E402
+from cairn.perception.percept import UNKNOWN  # noqa: E402
 
 BANDS = (("day", 0.5, np.inf), ("night", 0.15, 0.5), ("deep night", -np.inf, 0.15))
 

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
-from runtime.store import ExperienceStore
+from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
+from cairn.experience.store import ExperienceStore
 
 TARGET_INGEST = 50_000  # tuples/s
 TARGET_P99_MS = 0.25  # by condition signature, at 1M tuples

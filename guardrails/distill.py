@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guardrails.model import Guardrail, Trigger, novelty_facts
-from runtime.records import Cause, ExperienceTuple, Subgoal
-from skills.distill import (
+from cairn.experience.records import Cause, ExperienceTuple, Subgoal
+from cairn.guardrails.model import Guardrail, Trigger, novelty_facts
+from cairn.skills.distill import (
     UNLEARNED_CONTROLLERS,
     Drift,
     acted_without_effect,
@@ -21,7 +21,7 @@ from skills.distill import (
     learning_facts,
     worked,
 )
-from skills.model import Skill
+from cairn.skills.model import Skill
 
 MIN_FAILURES = 2
 RARE_IN_SAFE = 0.2

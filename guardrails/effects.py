@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guardrails.model import Guardrail, Trigger
-from runtime.records import Cause, ExperienceTuple
+from cairn.experience.records import Cause, ExperienceTuple
+from cairn.guardrails.model import Guardrail, Trigger
 
 FORBIDDEN = "primitive click"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from guardrails.model import Guardrail
-from runtime.knowledge import Knowledge
-from runtime.records import ExperienceTuple
+from cairn.experience.knowledge import Knowledge
+from cairn.experience.records import ExperienceTuple
+from cairn.guardrails.model import Guardrail
 
 KIND = "guardrail"
 #: What a guardrail is; more evidence or contradictions alone is no new version.

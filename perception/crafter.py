@@ -16,10 +16,9 @@ The item rows are not lit, so they are matched exactly against Crafter's own Ite
 from __future__ import annotations
 
 import numpy as np
+from cairn.envs.crafter import SEMANTIC_NAMES
+from cairn.perception.percept import UNKNOWN, Percept
 from crafter import constants, engine
-
-from envs.crafter import SEMANTIC_NAMES
-from perception.percept import UNKNOWN, Percept
 
 ITEMS: tuple[str, ...] = tuple(constants.items)
 COLS, ROWS = 9, 7  # local-view tiles; the 9x9 view keeps 2 rows for the inventory

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-from perception.percept import Percept
+from cairn.perception.percept import Percept
 
 
 class GridNotFound(ValueError):

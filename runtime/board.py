@@ -20,16 +20,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from guardrails.effects import no_effect_guardrails
-from guardrails.store import GuardrailSet
-from perception.grid import GridConfig, GridPerceiver, GridPercept, cell_features
-from runtime.board_plan import Model, Region, choose, explore_kind
-from runtime.config import GoalConfig, RunConfig
-from runtime.recording import EpisodeRecorder
-from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
-from runtime.store import ExperienceStore
-from skills.effects import (
+from cairn.experience.recording import EpisodeRecorder
+from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
+from cairn.experience.store import ExperienceStore
+from cairn.guardrails.effects import no_effect_guardrails
+from cairn.guardrails.store import GuardrailSet
+from cairn.perception.grid import GridConfig, GridPerceiver, GridPercept, cell_features
+from cairn.runtime.board_plan import Model, Region, choose, explore_kind
+from cairn.runtime.config import GoalConfig, RunConfig
+from cairn.skills.effects import (
     effect_name,
     general_key,
     general_skill,
@@ -37,7 +36,7 @@ from skills.effects import (
     region_skills,
     toggles_only,
 )
-from skills.library import SkillLibrary
+from cairn.skills.library import SkillLibrary
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ class BoardAgent:
                  action: str, region: Region, plan: list | None, targets: list[np.ndarray],
                  recorder: EpisodeRecorder | None, model: Model):
         """Click one region, diagnose it, store and record it, and distil again."""
-        from envs.desktop import mouse_click
+        from cairn.envs.desktop import mouse_click
 
         shape = percept.tiles.shape
         x, y = self._point(percept, region)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.config import RunConfig
+from cairn.runtime.config import RunConfig
 
 
 class BoardRunError(Exception):
@@ -16,7 +16,7 @@ class BoardRunError(Exception):
 
 def open_env(config: RunConfig):
     """A DesktopEnv from ``env.kwargs``: ``command`` (with ``{board}``), settle times, size."""
-    from envs.desktop import DesktopError
+    from cairn.envs.desktop import DesktopError
 
     kwargs = dict(config.env.kwargs)
     command = kwargs.pop("command", None)
@@ -24,7 +24,7 @@ def open_env(config: RunConfig):
         raise BoardRunError("'env.kwargs.command' is needed: the game to launch, with {board}")
     try:
         if "size" in kwargs:
-            from envs.desktop import DesktopEnv
+            from cairn.envs.desktop import DesktopEnv
 
             return DesktopEnv(command, **dict(kwargs, size=tuple(kwargs["size"])))
         return _sized_env(config, command, kwargs)
@@ -34,7 +34,7 @@ def open_env(config: RunConfig):
 
 def _sized_env(config: RunConfig, command, kwargs):
     """The game's own window size, measured on the first board (``{board}`` filled in)."""
-    from envs.desktop import DesktopEnv
+    from cairn.envs.desktop import DesktopEnv
 
     first = config.board.ids[0] if config.board.ids else f"{config.board.params}#{config.seed}"
     probe = DesktopEnv([a.replace("{board}", first) for a in command], **kwargs)
@@ -45,8 +45,8 @@ def _sized_env(config: RunConfig, command, kwargs):
 
 def run_boards(config: RunConfig, store, run_dir: Path | None, quiet: bool = False) -> list:
     """Play ``config.episodes`` boards and print the table; returns the results."""
-    from envs.desktop import DesktopError, virtual_display
-    from runtime.board import BoardAgent
+    from cairn.envs.desktop import DesktopError, virtual_display
+    from cairn.runtime.board import BoardAgent
 
     display = virtual_display() if config.board.xvfb else contextlib.nullcontext()
     results = []

@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.config import ConfigError, RunConfig, load_config
-from runtime.inspect_cli import InspectError, add_commands
+from cairn.runtime.config import ConfigError, RunConfig, load_config
+from cairn.runtime.inspect_cli import InspectError, add_commands
 
 
 class UserError(Exception):
@@ -80,9 +80,9 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runtime.loop import Agent
-    from runtime.metrics import crafter_score, success_rates
-    from runtime.store import ExperienceStore, StoreError
+    from cairn.experience.store import ExperienceStore, StoreError
+    from cairn.runtime.loop import Agent
+    from cairn.runtime.metrics import crafter_score, success_rates
 
     _positive("episodes", args.episodes)
     _positive("max-steps", args.max_steps)
@@ -123,8 +123,8 @@ DESKTOP_BOARD_ID = "Cairn/Desktop-v0"
 
 def _run_boards(config: RunConfig, args: argparse.Namespace) -> int:
     """A board game on the desktop: the board agent (``runtime.board``) plays it."""
-    from runtime.board_cli import BoardRunError, run_boards, run_dir_for
-    from runtime.store import ExperienceStore, StoreError
+    from cairn.experience.store import ExperienceStore, StoreError
+    from cairn.runtime.board_cli import BoardRunError, run_boards, run_dir_for
 
     Path(config.store).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -184,7 +184,7 @@ def print_table(results, rates: dict[str, float], score: float, run_dir: Path | 
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from runtime.recording import RecordingError, export_video, load_episode
+    from cairn.experience.recording import RecordingError, export_video, load_episode
 
     try:
         episode = load_episode(Path(args.episode))

@@ -11,10 +11,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from runtime.config import ActionsConfig, AgentConfig
-from runtime.records import Subgoal
-from runtime.world import Direction, WorldModel
+from cairn.experience.records import Subgoal
+from cairn.runtime.config import ActionsConfig, AgentConfig
+from cairn.runtime.world import Direction, WorldModel
 
 
 @dataclass

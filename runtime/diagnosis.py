@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from runtime.controllers import Outcome
-from runtime.records import Cause, Diagnosis, State, Subgoal
+from cairn.experience.records import Cause, Diagnosis, State, Subgoal
+from cairn.runtime.controllers import Outcome
 
 DEADLOCK_REPEATS = 3
 DEADLOCK_WINDOW = 6

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-
-from runtime.config import RunConfig
-from runtime.loop import Agent, _unlocked
-from runtime.metrics import crafter_score, success_rates
-from runtime.store import ExperienceStore
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.config import RunConfig
+from cairn.runtime.loop import Agent, _unlocked
+from cairn.runtime.metrics import crafter_score, success_rates
 
 log = logging.getLogger(__name__)
 

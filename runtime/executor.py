@@ -9,14 +9,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-from perception.percept import UNKNOWN, Percept
-from runtime.config import RunConfig
-from runtime.controllers import AttemptView, Controllers, Outcome
-from runtime.diagnosis import Diagnoser, MotionMonitor, Trace
-from runtime.records import ExperienceTuple, State, Subgoal
-from runtime.world import WorldModel
-from skills.distill import EFFECT_CONTROLLERS
+from cairn.experience.records import ExperienceTuple, State, Subgoal
+from cairn.perception.percept import UNKNOWN, Percept
+from cairn.runtime.config import RunConfig
+from cairn.runtime.controllers import AttemptView, Controllers, Outcome
+from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace
+from cairn.runtime.world import WorldModel
+from cairn.skills.distill import EFFECT_CONTROLLERS
 
 #: A guard sees the action name about to be sent, the world model and the step number; it
 #: returns a reason to block the action, or None. Guardrails plug in here.

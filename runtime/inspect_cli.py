@@ -52,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(path: str):
-    from runtime.store import ExperienceStore, StoreError
+    from cairn.experience.store import ExperienceStore, StoreError
 
     if not Path(path).is_file():
         raise InspectError(f"no experience store at {path} (run 'cairn run' first or pass "
@@ -64,7 +64,7 @@ def _open(path: str):
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
-    from skills.library import KIND
+    from cairn.skills.library import KIND
 
     with _open(args.store) as store:
         entries = store.knowledge.current(KIND)
@@ -91,7 +91,7 @@ def cmd_skills(args: argparse.Namespace) -> int:
 
 
 def cmd_guardrails(args: argparse.Namespace) -> int:
-    from guardrails.store import KIND
+    from cairn.guardrails.store import KIND
 
     with _open(args.store) as store:
         k = store.knowledge

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import deque
 
-from guardrails.distill import harm_guardrails, requirement_guardrails
-from guardrails.store import GuardrailSet
-from runtime.records import ExperienceTuple
-from runtime.store import ExperienceStore
-from skills.distill import distill_skill
-from skills.library import SkillLibrary
+from cairn.experience.records import ExperienceTuple
+from cairn.experience.store import ExperienceStore
+from cairn.guardrails.distill import harm_guardrails, requirement_guardrails
+from cairn.guardrails.store import GuardrailSet
+from cairn.skills.distill import distill_skill
+from cairn.skills.library import SkillLibrary
 
 REQUIREMENT_ROOTS = frozenset({"no_effect", "missing_requirement"})
 WINDOW = 150

@@ -9,22 +9,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cairn.envs  # noqa: F401  (registers Cairn's env ids)
 import gymnasium as gym
 import numpy as np
-
-import envs  # noqa: F401  (registers Cairn's env ids)
-from perception.percept import Percept
-from runtime.config import RunConfig
-from runtime.executor import EpisodeState, Executor, snapshot
-from runtime.learning import Learner
-from runtime.planner import PlanContext, Planner
-from runtime.recording import EpisodeRecorder
-from runtime.records import ExperienceTuple, condition_signature
-from runtime.symbolic import SymbolicPlanner, WorldFacts
+from cairn.experience.recording import EpisodeRecorder
+from cairn.experience.records import ExperienceTuple, condition_signature
+from cairn.perception.percept import Percept
+from cairn.runtime.config import RunConfig
+from cairn.runtime.executor import EpisodeState, Executor, snapshot
+from cairn.runtime.learning import Learner
+from cairn.runtime.planner import PlanContext, Planner
+from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
 
 if TYPE_CHECKING:
-    from runtime.store import ExperienceStore
-from runtime.world import WorldModel
+    from cairn.experience.store import ExperienceStore
+from cairn.runtime.world import WorldModel
 
 log = logging.getLogger(__name__)
 MAX_IDLE_ATTEMPTS = 200
@@ -58,7 +57,7 @@ class EpisodeResult:
 def make_parser(name: str, frame_shape: tuple[int, ...]) -> Callable[[np.ndarray], Percept]:
     """The screen parser a config names, sized for the env's frames."""
     if name == "crafter":
-        from perception.crafter import CrafterParser
+        from cairn.perception.crafter import CrafterParser
 
         return CrafterParser(size=frame_shape[0]).parse
     raise ValueError(f"unknown perception '{name}' (known: crafter)")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runtime.records import ExperienceTuple, State, Subgoal
+from cairn.experience.records import ExperienceTuple, State, Subgoal
 
 #: (subgoal key, condition signature or None for all conditions) -> (attempts, successes)
 StatsLookup = Callable[[str, int | None], tuple[int, int]]

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from guardrails.model import novelty_facts
-from guardrails.store import GuardrailSet
-from runtime.planner import PlanContext, candidate_subgoals
-from runtime.records import ExperienceTuple, Subgoal
-from skills.library import SkillLibrary
-from skills.model import Skill
+from cairn.experience.records import ExperienceTuple, Subgoal
+from cairn.guardrails.model import novelty_facts
+from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.planner import PlanContext, candidate_subgoals
+from cairn.skills.library import SkillLibrary
+from cairn.skills.model import Skill
 
 MAX_DEPTH = 6
 MAX_IDLE = 3

@@ -11,8 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from perception.percept import UNKNOWN, Percept
+from cairn.perception.percept import UNKNOWN, Percept
 
 Direction = tuple[int, int]
 DIRECTIONS: tuple[Direction, ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))

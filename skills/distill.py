@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from runtime.records import Cause, ExperienceTuple, Subgoal
-from skills.model import Skill, split_counter_effect
+from cairn.experience.records import Cause, ExperienceTuple, Subgoal
+from cairn.skills.model import Skill, split_counter_effect
 
 #: Failures where the agent got to act and nothing happened: evidence about requirements.
 REQUIREMENT_CAUSES = frozenset({

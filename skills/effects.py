@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from runtime.records import ExperienceTuple
-from skills.model import Skill
+from cairn.experience.records import ExperienceTuple
+from cairn.skills.model import Skill
 
 GENERAL = "click:cell"
 """Subgoal key of the translation-invariant skill."""

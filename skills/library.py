@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runtime.knowledge import Knowledge
-from skills.model import Skill
+from cairn.experience.knowledge import Knowledge
+from cairn.skills.model import Skill
 
 KIND = "skill"
 #: What a skill is; a change elsewhere (its statistics, provenance) is no new version.

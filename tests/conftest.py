@@ -4,10 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from envs.crafter import CrafterEnv
-from perception.crafter import CrafterParser
-from runtime.config import load_config
+from cairn.envs.crafter import CrafterEnv
+from cairn.perception.crafter import CrafterParser
+from cairn.runtime.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +53,7 @@ class ScriptedThenPlanned:
         self.planner.reset()
 
     def next_subgoal(self, ctx):
-        from runtime.records import Subgoal
+        from cairn.experience.records import Subgoal
 
         if self.script:
             return Subgoal.parse(self.script.pop(0))
@@ -69,8 +68,8 @@ def table_run(tmp_path_factory):
     """A real learning episode from an empty store: a short script of attempts (so the
     evidence is certain to contain successes and failures), then the agent's own planner.
     Returns (agent, store path, run dir, episode name)."""
-    from runtime.loop import Agent
-    from runtime.store import ExperienceStore
+    from cairn.experience.store import ExperienceStore
+    from cairn.runtime.loop import Agent
 
     tmp = tmp_path_factory.mktemp("table-run")
     config = load_config(ROOT / "configs" / "crafter.yaml",

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def desktop_display():
-    from envs.desktop import virtual_display
+    from cairn.envs.desktop import virtual_display
 
     with virtual_display() as name:
         yield name

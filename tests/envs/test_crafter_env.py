@@ -1,10 +1,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from cairn import envs
+from cairn.envs.crafter import ACTIONS, CrafterEnv
 from gymnasium.utils.env_checker import check_env
-
-import envs
-from envs.crafter import ACTIONS, CrafterEnv
 
 
 def test_registered_env_passes_gymnasium_check():

@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 import pytest
-
-from envs.desktop import (
+from cairn.envs.desktop import (
     DesktopEnv,
     DesktopError,
     KillSwitch,
@@ -18,7 +17,7 @@ from envs.desktop import (
     type_text,
     virtual_display,
 )
-from perception.grid import GridPerceiver
+from cairn.perception.grid import GridPerceiver
 
 FLIP = "/usr/games/sgt-flip"
 # A fixed 3x3 board (from `sgt-flip --generate 1 3x3`): every click flips a cross.
@@ -189,7 +188,6 @@ def test_missing_window_is_an_error_not_a_hang(display):
 
 def test_registered():
     import gymnasium as gym
-
-    import envs
+    from cairn import envs
 
     assert envs.DESKTOP_ID in gym.registry

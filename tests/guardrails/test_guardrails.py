@@ -1,14 +1,13 @@
 """Guardrails distilled from a real episode's failures (see the ``table_run`` fixture)."""
 
 import numpy as np
-
-from guardrails.distill import weigh
-from guardrails.model import Guardrail, Trigger
-from guardrails.store import GuardrailSet
-from runtime.cli import main
-from runtime.executor import snapshot
-from runtime.planner import PlanContext
-from runtime.records import condition_signature
+from cairn.experience.records import condition_signature
+from cairn.guardrails.distill import weigh
+from cairn.guardrails.model import Guardrail, Trigger
+from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.cli import main
+from cairn.runtime.executor import snapshot
+from cairn.runtime.planner import PlanContext
 
 
 def _requirement_guard(agent):
@@ -113,7 +112,7 @@ def test_guardrails_disable_enable_and_export(table_run, tmp_path, capsys):
 
 
 def test_nothing_new_means_no_earlier_failure_had_less():
-    from guardrails.distill import maximal_sets
+    from cairn.guardrails.distill import maximal_sets
 
     sets = maximal_sets([{"wood>=1", "near:grass"}, {"near:table"}, {"near:grass"}])
     assert sets == [["near:table"], ["near:grass", "wood>=1"]]

@@ -9,10 +9,9 @@ random actions still put the player to sleep along the way.
 
 import numpy as np
 import pytest
-
-from envs.crafter import CrafterEnv
-from perception.crafter import ITEMS, CrafterParser, expected_tiles
-from perception.percept import UNKNOWN
+from cairn.envs.crafter import CrafterEnv
+from cairn.perception.crafter import ITEMS, CrafterParser, expected_tiles
+from cairn.perception.percept import UNKNOWN
 
 SEEDS = range(1, 9)  # taken in turn until every daylight band has MIN_FRAMES frames
 STEPS = 300

@@ -5,8 +5,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
-from perception.grid import (
+from cairn.perception.grid import (
     CellClusters,
     GridConfig,
     GridNotFound,
@@ -14,7 +13,7 @@ from perception.grid import (
     changes,
     find_grid,
 )
-from perception.percept import Percept
+from cairn.perception.percept import Percept
 
 COLOURS = np.array([[240, 240, 240], [60, 60, 60], [200, 40, 40]], np.uint8)
 
@@ -114,14 +113,14 @@ def display():
     # Session-wide, like tests/envs/test_desktop.py's: pyautogui binds to the first display.
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    from envs.desktop import virtual_display
+    from cairn.envs.desktop import virtual_display
 
     with virtual_display() as name:
         yield name
 
 
 def test_real_flip_board_at_800x600(display):
-    from envs.desktop import DesktopEnv
+    from cairn.envs.desktop import DesktopEnv
 
     env = DesktopEnv(["/usr/games/sgt-flip", "3x3:d074191345d1644c17058,628"], size=(800, 600))
     try:

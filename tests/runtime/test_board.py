@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cairn.experience.recording import load_episode
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.config import load_config
 
-from runtime.config import load_config
-from runtime.recording import load_episode
-from runtime.store import ExperienceStore
 from tests.desktop_fixtures import desktop_display  # noqa: F401  (a pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +27,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def played(tmp_path_factory, desktop_display):  # noqa: F811
     """Two episodes from an empty store: (results, store path, run dir)."""
-    from runtime.board import BoardAgent
-    from runtime.board_cli import open_env
+    from cairn.runtime.board import BoardAgent
+    from cairn.runtime.board_cli import open_env
 
     tmp = tmp_path_factory.mktemp("board")
     config = load_config(ROOT / "configs" / "flip.yaml",
@@ -139,8 +139,8 @@ def test_game_killed_mid_episode_ends_it_cleanly_with_its_steps_recorded(
     import os
     import signal
 
-    from runtime.board import BoardAgent
-    from runtime.board_cli import open_env
+    from cairn.runtime.board import BoardAgent
+    from cairn.runtime.board_cli import open_env
 
     config = load_config(ROOT / "configs" / "flip.yaml",
                          {"board.ids": BOARDS[:1], "board.xvfb": False})

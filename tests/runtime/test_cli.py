@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from runtime.cli import main
-from runtime.recording import list_episodes, load_episode
-from runtime.store import ExperienceStore
+from cairn.experience.recording import list_episodes, load_episode
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

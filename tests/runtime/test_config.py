@@ -1,6 +1,5 @@
 import pytest
-
-from runtime.config import ConfigError, load_config
+from cairn.runtime.config import ConfigError, load_config
 
 from ..conftest import ROOT
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from runtime.executor import EpisodeState, Executor
-from runtime.records import Cause, Subgoal
-from runtime.world import WorldModel
+from cairn.experience.records import Cause, Subgoal
+from cairn.runtime.executor import EpisodeState, Executor
+from cairn.runtime.world import WorldModel
 
 TREE_AND_STONE_SEED = 9  # in a 32x32 world: a tree and stone in view at the start
 

@@ -1,14 +1,13 @@
 """Backward chaining in the symbolic planner, on hand-written skills (pure logic)."""
 
 import numpy as np
-
-from guardrails.model import Guardrail, Trigger
-from guardrails.store import GuardrailSet
-from runtime.planner import PlanContext
-from runtime.records import State, condition_signature
-from runtime.symbolic import SymbolicPlanner, WorldFacts
-from skills.library import SkillLibrary
-from skills.model import Skill
+from cairn.experience.records import State, condition_signature
+from cairn.guardrails.model import Guardrail, Trigger
+from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.planner import PlanContext
+from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
+from cairn.skills.library import SkillLibrary
+from cairn.skills.model import Skill
 
 
 def skill(subgoal, pre=(), verify=(), rewarded=0):

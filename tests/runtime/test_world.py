@@ -1,9 +1,8 @@
 """The agent's world model on hand-made percepts (pure logic: no env needed)."""
 
 import numpy as np
-
-from perception.percept import UNKNOWN, Percept
-from runtime.world import WorldModel
+from cairn.perception.percept import UNKNOWN, Percept
+from cairn.runtime.world import WorldModel
 
 CLASSES = ("grass", "rock", "tree", "player", "cow")
 G, R, T, P, C = range(5)

@@ -1,7 +1,7 @@
 """Skills distilled from a real episode's attempts (see the ``table_run`` fixture)."""
 
-from runtime.records import Cause
-from skills.distill import common_effects, explain_failures
+from cairn.experience.records import Cause
+from cairn.skills.distill import common_effects, explain_failures
 
 
 def test_getting_wood_becomes_a_skill_verified_by_the_wood_counter_rising(table_run):
@@ -55,7 +55,7 @@ def test_common_effects_keep_what_every_success_did_and_drop_reward():
 
 
 def test_skills_list_and_show_read_a_real_store(table_run, capsys):
-    from runtime.cli import main
+    from cairn.runtime.cli import main
 
     _, store, _, _ = table_run
     assert main(["skills", "--store", str(store), "list"]) == 0

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from runtime.knowledge import Knowledge
-from runtime.records import ExperienceTuple
-from runtime.store_schema import SCHEMA_VERSION, StoreError, connect
+from cairn.experience.knowledge import Knowledge
+from cairn.experience.records import ExperienceTuple
+from cairn.experience.store_schema import SCHEMA_VERSION, StoreError, connect
 
 __all__ = ["ExperienceStore", "Hits", "StoreError", "SubgoalStats", "SCHEMA_VERSION"]
 

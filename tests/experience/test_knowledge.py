@@ -1,6 +1,5 @@
 import pytest
-
-from runtime.store import ExperienceStore
+from cairn.experience.store import ExperienceStore
 
 
 def test_a_changed_entry_is_a_new_version_and_the_history_stays(tmp_path):

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from envs.crafter import CrafterEnv
-from runtime.recording import (
+from cairn.envs.crafter import CrafterEnv
+from cairn.experience.recording import (
     EpisodeRecorder,
     RecordingError,
     export_video,
     list_episodes,
     load_episode,
 )
-from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
+from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 
 REPO = Path(__file__).resolve().parents[2]
 #: A 32x32 world: reset (world generation) takes ~0.4 s instead of ~2-3 s for 64x64,
@@ -178,8 +177,8 @@ def test_export_video(tmp_path: Path, played: dict) -> None:
 CHILD = textwrap.dedent(f"""
     import sys, time
     import numpy as np
-    from envs.crafter import CrafterEnv
-    from runtime.recording import EpisodeRecorder
+    from cairn.envs.crafter import CrafterEnv
+    from cairn.experience.recording import EpisodeRecorder
     env = CrafterEnv(size=64, area={AREA})
     rec = EpisodeRecorder(sys.argv[1], {{"seed": {SEED}}})
     obs, _ = env.reset(seed={SEED})

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from runtime.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
-from runtime.store import ExperienceStore, StoreError
-from runtime.store_schema import APPLICATION_ID, SCHEMA_VERSION
+from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
+from cairn.experience.store import ExperienceStore, StoreError
+from cairn.experience.store_schema import APPLICATION_ID, SCHEMA_VERSION
 
 KINDS = ["grass", "tree", "stone", "water", "table", None]
 SUBGOALS = [Subgoal("interact", "tree"), Subgoal("interact", "stone"),
@@ -143,7 +142,7 @@ def test_another_process_reads_what_one_wrote(tmp_path, tuples):
             assert reader.count() == len(tuples) + 1
     script = (
         "import sys, json\n"
-        "from runtime.store import ExperienceStore\n"
+        "from cairn.experience.store import ExperienceStore\n"
         "with ExperienceStore(sys.argv[1]) as s:\n"
         "    print(json.dumps([s.count(), s.get(7).to_dict(), s.summary('explore').attempts]))\n"
     )
@@ -225,7 +224,7 @@ def test_new_store_is_marked_and_versioned(tmp_path):
 
 
 def test_a_version_1_store_is_migrated_to_tier_3(tmp_path, monkeypatch, tuples):
-    from runtime import store_schema
+    from cairn.experience import store_schema
     path = tmp_path / "old.db"
     with monkeypatch.context() as m:  # write a store as version 1 of the schema knew it
         m.setattr(store_schema, "MIGRATIONS", {1: store_schema.MIGRATIONS[1]})

@@ -10,7 +10,7 @@ Layout of an episode directory (the one recording format, Minari-like):
   the raw pixels compressed with zlib at level 1, the cheapest codec that still shrinks a
   Crafter frame about 4x (PNG costs twice as much for a larger result).
 - ``steps.jsonl``: one line per step: index, action, reward, terminated, truncated, extra.
-- ``attempts.jsonl``: one :class:`~runtime.records.ExperienceTuple` dict per line.
+- ``attempts.jsonl``: one :class:`~cairn.experience.records.ExperienceTuple` dict per line.
 
 Every record goes to the OS in one unbuffered ``write``, so a SIGKILL at any moment loses
 at most the record being written; no fsync: the kernel keeps what a killed process wrote.
@@ -34,8 +34,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-
-from runtime.records import ExperienceTuple
+from cairn.experience.records import ExperienceTuple
 
 log = logging.getLogger(__name__)
 

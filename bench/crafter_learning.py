@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from cairn.envs.crafter import ACHIEVEMENTS
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import load_config
 from cairn.runtime.evaluate import play, plot_curve, random_agent, train
@@ -38,7 +37,6 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.config, {"max_steps": args.max_steps})
-    achievements = list(ACHIEVEMENTS)
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
     tmp = Path(tempfile.mkdtemp(prefix="cairn-learning-"))
     store_path = Path(args.store) if args.store else tmp / "trained.sqlite"
@@ -57,16 +55,16 @@ def main() -> None:
 
     agents = [rand, off, full]
     print(f"\n{'achievement':<22}" + "".join(f"{a.name:>16}" for a in agents))
-    rates = [a.rates(achievements) for a in agents]
-    for name in achievements:
+    rates = [a.rates() for a in agents]
+    for name in rates[0]:
         print(f"{name:<22}" + "".join(f"{r[name]:>15.0f}%" for r in rates))
-    print(f"{'Crafter score':<22}" + "".join(f"{a.score(achievements):>16.2f}" for a in agents))
+    print(f"{'score':<22}" + "".join(f"{a.score():>16.2f}" for a in agents))
     print(f"{'mean episode length':<22}"
-          + "".join(f"{a.steps / max(len(a.unlocked), 1):>16.0f}" for a in agents))
-    curve = [g.score(achievements) for g in generations]
+          + "".join(f"{a.steps / max(len(a.reached), 1):>16.0f}" for a in agents))
+    curve = [g.score() for g in generations]
     print("\nscore per training generation:", " ".join(f"{v:.2f}" for v in curve))
     print(f"lowest after the first: {min(curve[1:] or curve):.2f}, best: {max(curve):.2f}")
-    plot_curve(curve, {a.name: a.score(achievements) for a in agents}, Path(args.png))
+    plot_curve(curve, {a.name: a.score() for a in agents}, Path(args.png))
     print(f"curve written to {args.png}; {time.perf_counter() - started:.0f} s in all")
 
 

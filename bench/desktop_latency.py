@@ -18,6 +18,7 @@ import argparse
 import time
 
 import numpy as np
+
 from cairn.envs.desktop import DesktopEnv, click, virtual_display
 from cairn.perception.grid import GridPerceiver
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from cairn.envs.crafter import CrafterEnv
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import load_config

@@ -27,6 +27,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from cairn.envs.crafter import CrafterEnv  # noqa: E402
 from cairn.perception.crafter import ITEMS, CrafterParser, expected_tiles  # noqa: E402
 from cairn.perception.percept import UNKNOWN  # noqa: E402

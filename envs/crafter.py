@@ -6,6 +6,7 @@ Crafter's own state (semantic map, inventory, achievements, daylight) is returne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import crafter
@@ -13,13 +14,17 @@ import gymnasium as gym
 import numpy as np
 from crafter import constants
 
+from cairn.envs.game import (
+    Game,
+    GameError,
+    Score,
+    geometric_score,
+    package_version,
+    success_rates,
+)
+
 ACTIONS: tuple[str, ...] = tuple(constants.actions)
 ACHIEVEMENTS: tuple[str, ...] = tuple(constants.achievements)
-#: Crafter's semantic map ids: materials first, then object kinds, in SemanticView's order.
-SEMANTIC_NAMES: tuple[str, ...] = (
-    ("none",) + tuple(constants.materials)
-    + ("player", "cow", "zombie", "skeleton", "arrow", "plant")
-)
 
 
 class CrafterEnv(gym.Env[np.ndarray, int]):
@@ -92,3 +97,39 @@ class CrafterEnv(gym.Env[np.ndarray, int]):
             "daylight": float(self._env._world.daylight),
             "view": (9, 7),
         }
+
+
+class CrafterGame(Game):
+    """Crafter: a map game scored by Crafter's own achievements."""
+
+    name = "crafter"
+    family = "map"
+
+    def make_env(self) -> CrafterEnv:
+        kwargs = dict(self.env_kwargs)
+        if "area" in kwargs:
+            kwargs["area"] = tuple(kwargs["area"])
+        try:
+            return CrafterEnv(**kwargs)
+        except TypeError as err:
+            raise GameError(f"env.kwargs: {err} (known: size, length, area)") from None
+
+    def perceiver(self, env: gym.Env) -> Any:
+        from cairn.perception.crafter import CrafterParser
+
+        return CrafterParser(size=env.observation_space.shape[0])
+
+    def reached(self, info: dict[str, Any]) -> set[str]:
+        achievements = info.get("privileged", {}).get("achievements", {})
+        return {name for name, count in achievements.items() if count > 0}
+
+    def items(self) -> tuple[str, ...]:
+        return ACHIEVEMENTS
+
+    def score(self, reached: Sequence[set[str]]) -> Score:
+        """The Crafter benchmark's score over its 22 achievements."""
+        rates = success_rates(reached, ACHIEVEMENTS)
+        return Score("Crafter score", geometric_score(rates), rates)
+
+    def versions(self) -> dict[str, str]:
+        return {"crafter": package_version("crafter") or "unknown"}

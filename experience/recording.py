@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+
 from cairn.experience.records import ExperienceTuple
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,8 @@ class EpisodeRecorder:
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "metadata": metadata, "seed": metadata.get("seed"),
             "versions": {
-                "cairn": _version("cairn"), "crafter": _version("crafter"),
-                "numpy": np.__version__, "python": platform.python_version(),
+                "cairn": _version("cairn"), "numpy": np.__version__,
+                "python": platform.python_version(), **metadata.get("versions", {}),
             },
             "started_at": _now(), "compression": compression,
             "finished": False, "steps": None, "end_reason": None,

@@ -7,6 +7,7 @@ recording and the inspection commands share one schema.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -119,10 +120,14 @@ class Diagnosis:
     loop: bool = False
     detail: str = ""
     effects: list[str] = field(default_factory=list)
-    """What the agent caused: ``wood+1`` (a counter change that never happens on its own),
-    ``tile:grass>table`` (the target tile turned into another kind), ``reward``."""
+    """What the agent caused, in one vocabulary for every game (see ``counter_effect`` and
+    ``change_effect``): ``wood+1`` (a counter change that never happens on its own),
+    ``changed:0,0:grass>table`` (the target turned into another kind), ``changed:-1,0``
+    (the thing just above the target changed), ``reward``."""
     entered: str | None = None
     """The kind of tile the last step moved onto, if it was a move."""
+    target: tuple[int, int] | None = None
+    """Where the attempt acted (a struck tile, a clicked cell); effects are relative to it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,7 @@ class Diagnosis:
             "health_delta": self.health_delta, "steps": self.steps,
             "stagnation": self.stagnation, "loop": self.loop, "detail": self.detail,
             "effects": self.effects, "entered": self.entered,
+            "target": list(self.target) if self.target is not None else None,
         }
 
     @classmethod
@@ -141,7 +147,8 @@ class Diagnosis:
             d["success"], Cause(d["cause"]), dict(d["counter_deltas"]), d["reward"],
             [tuple(t) for t in d["changed_tiles"]], d["progress"], d["distance"],
             d["health_delta"], d["steps"], d["stagnation"], d["loop"], d.get("detail", ""),
-            list(d.get("effects", [])), d.get("entered"),
+            [upgrade_effect(e) for e in d.get("effects", [])], d.get("entered"),
+            tuple(d["target"]) if d.get("target") is not None else None,
         )
 
 
@@ -191,6 +198,54 @@ class ExperienceTuple:
             Subgoal.parse(d["subgoal"]), list(d["primitives"]),
             Diagnosis.from_dict(d["diagnosis"]), State.from_dict(d["post"]), d.get("id"),
         )
+
+
+CHANGE = "changed:"
+
+
+def counter_effect(name: str, delta: int) -> str:
+    """A counter the agent changed: ``wood+1``."""
+    return f"{name}{delta:+d}"
+
+
+def split_counter_effect(effect: str) -> tuple[str | None, str, int]:
+    """``wood+1`` -> ("wood", "+", 1); anything else -> (None, "", 0)."""
+    for i, ch in enumerate(effect):
+        if ch in "+-" and i > 0 and effect[i + 1:].isdigit() and ":" not in effect:
+            return effect[:i], ch, int(effect[i + 1:])
+    return None, "", 0
+
+
+def change_effect(dr: int, dc: int, before: str | None = None, after: str | None = None) -> str:
+    """A change of kind at offset (dr, dc) from the attempt's target: ``changed:0,0:a>b``,
+    or ``changed:-1,0`` when only where it happened matters."""
+    kinds = f":{before}>{after}" if before is not None or after is not None else ""
+    return f"{CHANGE}{dr},{dc}{kinds}"
+
+
+def parse_change(effect: str) -> tuple[int, int, str | None, str | None] | None:
+    """``changed:dr,dc[:a>b]`` -> (dr, dc, a, b); None for any other effect."""
+    if not effect.startswith(CHANGE):
+        return None
+    offset, _, kinds = effect[len(CHANGE):].partition(":")
+    dr, dc = (int(v) for v in offset.split(","))
+    before, _, after = kinds.partition(">")
+    return dr, dc, before or None, after or None
+
+
+_LEGACY_OFFSET = re.compile(r"^[a-z_]+:(-?\d+,-?\d+)$")
+
+
+def upgrade_effect(effect: str) -> str:
+    """An effect as written by Cairn before effects had one vocabulary: ``tile:a>b`` was
+    the target's change of kind, ``<name>:dr,dc`` a change at an offset from it."""
+    if effect.startswith("tile:"):
+        before, _, after = effect[len("tile:"):].partition(">")
+        return change_effect(0, 0, before, after)
+    legacy = _LEGACY_OFFSET.match(effect)
+    if legacy and not effect.startswith(CHANGE):
+        return CHANGE + legacy.group(1)
+    return effect
 
 
 def condition_signature(predicates: frozenset[str] | set[str]) -> int:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cairn.experience.records import Cause, ExperienceTuple, Subgoal
-from cairn.guardrails.model import Guardrail, Trigger, novelty_facts
-from cairn.skills.distill import (
-    UNLEARNED_CONTROLLERS,
+from cairn.experience.judging import (
+    NO_TRAITS,
+    ControllerTraits,
     Drift,
     acted_without_effect,
     depleting,
     learning_facts,
     worked,
 )
-from cairn.skills.model import Skill
+from cairn.experience.records import Cause, ExperienceTuple, Subgoal
+from cairn.guardrails.model import Guardrail, Trigger, novelty_facts
 
 MIN_FAILURES = 2
 RARE_IN_SAFE = 0.2
@@ -31,20 +31,22 @@ HARM_FACT_PREFIXES = ("see:", "near:", "facing:", "tag:")
 
 
 def requirement_guardrails(
-    subgoal: str, attempts: Sequence[ExperienceTuple], skill: Skill | None,
-    drift: Drift | None = None,
+    subgoal: str, attempts: Sequence[ExperienceTuple], preconditions: Sequence[str] | None,
+    drift: Drift | None = None, traits: ControllerTraits = NO_TRAITS,
 ) -> list[Guardrail]:
-    """Guardrails for ``subgoal`` from its attempts that acted without effect."""
-    if Subgoal.parse(subgoal).controller in UNLEARNED_CONTROLLERS:
+    """Guardrails for ``subgoal`` from its attempts that acted without effect.
+    ``preconditions``: what the subgoal's skill needs (None while it has no skill)."""
+    if Subgoal.parse(subgoal).controller in traits.unlearned:
         return []
     failures = [t for t in attempts if acted_without_effect(t)]
     if len(failures) < MIN_FAILURES:
         return []
-    successes = [t for t in attempts if worked(t, drift or {})]
+    successes = [t for t in attempts if worked(t, drift or {}, traits)]
     forbidden = f"subgoal {subgoal}"
-    if skill is None or not successes:
+    if preconditions is None or not successes:
         ignore = depleting(drift or {})
-        seen = maximal_sets([novelty_facts(learning_facts(t), ignore) for t in failures])
+        seen = maximal_sets([novelty_facts(learning_facts(t, traits), ignore)
+                             for t in failures])
         guard = Guardrail(
             root_cause=str(Cause.NO_EFFECT),
             explanation=f"{subgoal} changed nothing in {len(failures)} attempts; "
@@ -52,10 +54,10 @@ def requirement_guardrails(
             trigger=Trigger(within=seen, ignore=sorted(ignore)), forbidden=forbidden,
             scope="subgoal",
             evidence=_ids(failures))
-        return [weigh(guard, successes)]
+        return [weigh(guard, successes, traits)]
     guards = []
-    for fact in skill.preconditions:
-        lacking = [t for t in failures if fact not in learning_facts(t)]
+    for fact in preconditions:
+        lacking = [t for t in failures if fact not in learning_facts(t, traits)]
         if not lacking:
             continue
         guard = Guardrail(
@@ -64,7 +66,7 @@ def requirement_guardrails(
                         f"and worked {len(successes)} times with it",
             trigger=Trigger(none_of=[fact]), forbidden=forbidden, scope="subgoal",
             evidence=_ids(lacking))
-        guards.append(weigh(guard, successes))
+        guards.append(weigh(guard, successes, traits))
     return guards
 
 
@@ -80,6 +82,7 @@ def harm_guardrails(
     history: Sequence[ExperienceTuple],
     entries: dict[str, int],
     depleting: set[str],
+    traits: ControllerTraits = NO_TRAITS,
 ) -> list[Guardrail]:
     """Guardrails about what caused a death or a loss of health in ``attempt``.
 
@@ -116,7 +119,7 @@ def harm_guardrails(
                     f"while {' & '.join(facts)}",
         trigger=Trigger(all_of=facts), forbidden=f"subgoal {subgoal}", scope="subgoal",
         evidence=_ids([attempt]), status="active" if died else "candidate")
-    return [weigh(guard, same)]
+    return [weigh(guard, same, traits)]
 
 
 def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
@@ -130,11 +133,12 @@ def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
     return rare[:MAX_TRIGGER_FACTS]
 
 
-def weigh(guard: Guardrail, successes: Sequence[ExperienceTuple]) -> Guardrail:
+def weigh(guard: Guardrail, successes: Sequence[ExperienceTuple],
+          traits: ControllerTraits = NO_TRAITS) -> Guardrail:
     """Record attempts that went well while the trigger held: evidence against it. As
     many contradictions as supporting failures (two at least) retire the guardrail."""
     guard.contradictions = _ids(
-        [t for t in successes if guard.trigger.holds(learning_facts(t))])
+        [t for t in successes if guard.trigger.holds(learning_facts(t, traits))])
     if len(guard.contradictions) >= MIN_FAILURES and \
             len(guard.contradictions) >= len(guard.evidence):
         guard.status = "retired"

@@ -40,6 +40,12 @@ class Trigger:
         have = novelty_facts(facts, set(self.ignore))
         return any(have <= set(seen) for seen in self.within)
 
+    def covering(self, facts: frozenset[str] | set[str]) -> list[set[str]]:
+        """The ``within`` sets that still cover what ``facts`` hold and stand next to: the
+        earlier failures that had everything these facts would bring."""
+        have = novelty_facts(facts, set(self.ignore))
+        return [set(seen) for seen in self.within or [] if have <= set(seen)]
+
     def unconditional(self) -> bool:
         return not self.all_of and not self.none_of and self.within is None
 
@@ -77,6 +83,17 @@ class Guardrail:
         key = f"{self.forbidden}|{sorted(self.trigger.all_of)}|{sorted(self.trigger.none_of)}|" \
               f"{self.trigger.within is not None}"
         return "g-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+
+    @property
+    def forbidden_subgoal(self) -> str | None:
+        """The subgoal key a ``subgoal <key>`` guardrail forbids (None for other kinds)."""
+        kind, _, what = self.forbidden.partition(" ")
+        return what if kind == "subgoal" else None
+
+    @property
+    def novelty_gate(self) -> bool:
+        """Forbids until something new is at hand (a ``within`` trigger)."""
+        return self.trigger.within is not None
 
     @property
     def confidence(self) -> float:

@@ -16,11 +16,16 @@ The item rows are not lit, so they are matched exactly against Crafter's own Ite
 from __future__ import annotations
 
 import numpy as np
-from cairn.envs.crafter import SEMANTIC_NAMES
-from cairn.perception.percept import UNKNOWN, Percept
 from crafter import constants, engine
 
+from cairn.perception.percept import UNKNOWN, Percept
+
 ITEMS: tuple[str, ...] = tuple(constants.items)
+#: Crafter's semantic map ids: materials first, then object kinds, in SemanticView's order.
+SEMANTIC_NAMES: tuple[str, ...] = (
+    ("none",) + tuple(constants.materials)
+    + ("player", "cow", "zombie", "skeleton", "arrow", "plant")
+)
 COLS, ROWS = 9, 7  # local-view tiles; the 9x9 view keeps 2 rows for the inventory
 PLAYER = (3, 4)
 #: Player sprite -> facing as (drow, dcol); Crafter's facing (dx, dy) is (dcol, drow).
@@ -152,7 +157,7 @@ def _scoring(daylight: float, vig: np.ndarray, sleeping: bool) -> tuple[np.ndarr
 class CrafterParser:
     """Parses ``size`` x ``size`` Crafter frames; every template and table is built here.
 
-    Tiles are classed by Crafter's semantic names (``envs.crafter.SEMANTIC_NAMES``), an
+    Tiles are classed by Crafter's semantic names (``SEMANTIC_NAMES``), an
     object's tile by the object. ``threshold`` is the class posterior below which a tile is
     reported ``UNKNOWN``. A parser remembers the last facing and inventory it read.
     Below 63 pixels (unit < 7) Crafter draws digits 3 pixels wide and 2, 3, 5, 6, 8 and 9

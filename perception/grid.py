@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from cairn.perception.percept import Percept
 
 

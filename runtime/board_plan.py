@@ -18,8 +18,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from cairn.experience.records import ExperienceTuple, Subgoal
+from cairn.runtime.planner import PlanContext
 
 Region = tuple[int, int]
 MAX_NULLITY = 14
@@ -180,3 +184,38 @@ def min_weight_solution(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
         if x.sum() < best.sum():
             best = x
     return best
+
+
+class BoardPlanner:
+    """``choose`` behind the Planner interface: the kit (``cairn.runtime.board_kit``) gives
+    the board on the screen, the goal and what the skills and guardrails say."""
+
+    def __init__(self, kit: Any, outside: bool | None = None):
+        self.kit = kit
+        self.outside = kit.board.explore_outside if outside is None else outside
+        self.explored: dict[str, int] = {}
+        self.tried: set[tuple[str, Region]] = set()
+        self.last_reason = ""
+
+    def reset(self) -> None:
+        self.explored.clear()
+        self.tried.clear()
+        self.last_reason = ""
+
+    def next_subgoal(self, ctx: PlanContext) -> Subgoal | None:
+        kit = self.kit
+        tiles = kit.percept.tiles
+        shape = tiles.shape
+        choice = choose(shape, tiles, kit.targets, kit.models(), kit.blocked(), self.explored,
+                        self.tried, self.outside, kit.toggles())
+        self.last_reason = choice.reason
+        if choice.region is None:
+            return None
+        if choice.reason == "explore":
+            kind = explore_kind(choice.action, choice.region, shape)
+            self.explored[kind] = self.explored.get(kind, 0) + 1
+        self.tried.add((choice.action, choice.region))
+        return Subgoal(choice.action, f"{choice.region[0]},{choice.region[1]}")
+
+    def on_attempt(self, attempt: ExperienceTuple, ctx: PlanContext) -> None:
+        pass

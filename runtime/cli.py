@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the agent on the environment a config names",
         description="Run the agent for some episodes, recording each one and adding every "
                     "attempt to the experience store. Prints a progress line and a final "
-                    "table (achievements per episode, score, steps/s).")
-    run.add_argument("config", help="YAML run config, e.g. configs/crafter.yaml")
+                    "table (per episode: steps, attempts, how it ended, what it reached; "
+                    "then the game's own score).")
+    run.add_argument("config", help="YAML run config (see configs/)")
     run.add_argument("--episodes", type=int, help="episodes to run (default: the config's)")
     run.add_argument("--seed", type=int,
                      help="world seed of the first episode; episode i uses seed+i")
@@ -80,9 +81,9 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cairn.envs.game import GameError
     from cairn.experience.store import ExperienceStore, StoreError
     from cairn.runtime.loop import Agent
-    from cairn.runtime.metrics import crafter_score, success_rates
 
     _positive("episodes", args.episodes)
     _positive("max-steps", args.max_steps)
@@ -90,8 +91,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
         "max_steps": args.max_steps, "learning": args.learning}.items() if v is not None}
     config = load_config(args.config, overrides)
-    if config.env.id == DESKTOP_BOARD_ID:
-        return _run_boards(config, args)
     run_dir = None
     if not args.no_record:
         run_dir = Path(config.out) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -100,38 +99,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ExperienceStore(config.store)
     except StoreError as err:
         raise UserError(str(err)) from None
+    results = []
     with store:
         try:
-            agent = Agent(config, store, run_dir)
-        except ValueError as err:
+            with Agent(config, store, run_dir) as agent:
+                for i in range(config.episodes):
+                    progress = Progress(i, config, enabled=not args.quiet)
+                    results.append(agent.run_episode(config.seed + i, i, progress.update))
+                    progress.finish()
+                score = agent.game.score([r.reached for r in results])
+        except (GameError, ValueError) as err:
             raise UserError(f"{args.config}: {err}") from None
-        results = []
-        for i in range(config.episodes):
-            progress = Progress(i, config, enabled=not args.quiet)
-            results.append(agent.run_episode(config.seed + i, i, progress.update))
-            progress.finish()
-    # The env's own achievement list (privileged, for scoring only); else what was seen.
-    achievements = getattr(agent.env, "achievement_names", None) or sorted(
-        set().union(*(r.unlocked for r in results)))
-    rates = success_rates([r.unlocked for r in results], achievements)
-    print_table(results, rates, crafter_score(rates), run_dir)
-    return 0
-
-
-DESKTOP_BOARD_ID = "Cairn/Desktop-v0"
-
-
-def _run_boards(config: RunConfig, args: argparse.Namespace) -> int:
-    """A board game on the desktop: the board agent (``runtime.board``) plays it."""
-    from cairn.experience.store import ExperienceStore, StoreError
-    from cairn.runtime.board_cli import BoardRunError, run_boards, run_dir_for
-
-    Path(config.store).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with ExperienceStore(config.store) as store:
-            run_boards(config, store, run_dir_for(config, not args.no_record), args.quiet)
-    except (StoreError, BoardRunError) as err:
-        raise UserError(str(err)) from None
+    print_table(results, score, run_dir)
     return 0
 
 
@@ -164,21 +143,22 @@ class Progress:
             print(file=sys.stderr)
 
 
-def print_table(results, rates: dict[str, float], score: float, run_dir: Path | None) -> None:
-    header = f"{'episode':<22} {'seed':>6} {'steps':>6} {'reward':>7} {'attempts':>8} " \
-             f"{'steps/s':>8}  achievements"
+def print_table(results, score, run_dir: Path | None) -> None:
+    """One line per episode, then the game's own score (what its env reports)."""
+    header = f"{'episode':<26} {'seed':>6} {'steps':>6} {'reward':>7} {'attempts':>8} " \
+             f"{'explore':>7} {'steps/s':>8} {'end':<13} reached"
     print(header)
     print("-" * len(header))
     for r in results:
-        sps = r.steps_per_second
-        names = ", ".join(sorted(r.unlocked)) or "-"
-        print(f"{r.episode:<22} {r.seed:>6} {r.steps:>6} {r.reward:>7.1f} {r.attempts:>8} "
-              f"{sps:>8.0f}  {names}")
+        names = ", ".join(sorted(r.reached)) or "-"
+        print(f"{r.episode:<26} {r.seed:>6} {r.steps:>6} {r.reward:>7.1f} {r.attempts:>8} "
+              f"{r.explored:>7} {r.steps_per_second:>8.0f} {r.end:<13} {names}")
     total_steps = sum(r.steps for r in results)
     total_time = sum(r.seconds - r.reset_seconds for r in results)
     print("-" * len(header))
-    print(f"score {score:.2f}  over {len(results)} episode(s), {len(rates)} achievements; "
-          f"{total_steps / max(total_time, 1e-9):.0f} steps/s overall (world generation excluded)")
+    print(f"{score.name} {score.value:.2f}  over {len(results)} episode(s), "
+          f"{len(score.rates)} item(s); {total_steps / max(total_time, 1e-9):.0f} steps/s "
+          "overall (resets excluded)")
     if run_dir is not None:
         print(f"recordings: {run_dir}")
 

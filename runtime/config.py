@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from cairn.envs.game import GAMES, GameError, game_family
+
 
 class ConfigError(ValueError):
     """A config file or value that Cairn cannot use; the message says which and why."""
@@ -22,22 +24,24 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    id: str = "Cairn/Crafter-v0"
-    """Gymnasium id of the environment (registered by ``envs``)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for ``gymnasium.make`` (e.g. ``size``, ``length``)."""
+    """Keyword arguments for the game's env (e.g. ``size``, ``length``; a desktop game's
+    ``command``)."""
 
 
 @dataclass
 class ActionsConfig:
-    """Which of the env's actions play the generic roles; every other action is tried by name."""
+    """Which of the env's actions play the generic roles; every other action is tried by name.
+    A map game must name ``noop``, ``interact`` and ``moves``: there are no defaults."""
 
-    noop: str = "noop"
+    noop: str | None = None
     """The action that does nothing."""
-    interact: str = "do"
+    interact: str | None = None
     """The action that acts on the faced tile."""
-    sleep: str | None = "sleep"
+    sleep: str | None = None
     """The action that rests, if the game has one."""
+    sleep_tag: str | None = None
+    """The percept tag perception shows while the agent rests (a rest ends when it is gone)."""
     moves: dict[str, list[int]] = field(default_factory=dict)
     """Movement action name -> [drow, dcol] on the screen grid."""
 
@@ -86,7 +90,7 @@ class GoalConfig:
 
 @dataclass
 class BoardConfig:
-    """A board game played with the mouse on a desktop window (``env.id: Cairn/Desktop-v0``)."""
+    """A board game played with the mouse on a desktop window (``game: board``)."""
 
     ids: list[str] = field(default_factory=list)
     """Board ids, episode i plays ``ids[i % len(ids)]``; empty: ``<params>#<seed>``."""
@@ -122,11 +126,12 @@ class BoardConfig:
 
 @dataclass
 class RunConfig:
-    name: str = "crafter"
+    game: str | None = None
+    """The game adapter that plays (its env, perception and controller family); see
+    ``cairn.envs.game.GAMES``."""
+    name: str = "run"
     """Run name; names the output folder under ``out``."""
     env: EnvConfig = field(default_factory=EnvConfig)
-    perception: str = "crafter"
-    """Which screen parser turns frames into Percepts."""
     actions: ActionsConfig = field(default_factory=ActionsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     episodes: int = 1
@@ -143,7 +148,11 @@ class RunConfig:
     max_steps: int | None = None
     """Stop each episode after this many env steps (None: the env's own limit)."""
     board: BoardConfig = field(default_factory=BoardConfig)
-    """Board games on the desktop (used when ``env.id`` is ``Cairn/Desktop-v0``)."""
+    """Board games on the desktop (used when the game's family is ``board``)."""
+
+    @property
+    def family(self) -> str:
+        return game_family(self.game)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -160,9 +169,36 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     try:
-        return build(RunConfig, raw, "")
+        config = build(RunConfig, raw, "")
+        check(config)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    return config
+
+
+ROLE_KEYS = {
+    "noop": "the action that does nothing",
+    "interact": "the action that acts on the faced tile",
+    "moves": "movement action name -> [drow, dcol]",
+}
+
+
+def check(config: RunConfig) -> None:
+    """What no single field can check: the game exists, and a map game names its roles."""
+    if config.game is None:
+        raise ConfigError(f"missing key 'game' (one of: {', '.join(sorted(GAMES))})")
+    try:
+        family = game_family(config.game)
+    except GameError as err:
+        raise ConfigError(f"'game': {err}") from None
+    if family == "map":
+        for key, meaning in ROLE_KEYS.items():
+            if not getattr(config.actions, key):
+                raise ConfigError(f"missing key 'actions.{key}' ({meaning}): a map game "
+                                  "must say which of its actions play the generic roles")
+        if config.actions.sleep and not config.actions.sleep_tag:
+            raise ConfigError("missing key 'actions.sleep_tag': the percept tag that shows "
+                              "the agent is resting, needed with 'actions.sleep'")
 
 
 def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:

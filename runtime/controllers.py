@@ -11,6 +11,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from cairn.experience.judging import ControllerTraits
 from cairn.experience.records import Subgoal
 from cairn.runtime.config import ActionsConfig, AgentConfig
 from cairn.runtime.world import Direction, WorldModel
@@ -55,6 +57,13 @@ class AttemptView:
 
 
 Controller = Generator[str, None, Outcome]
+
+#: What distillation must know of these controllers (it knows none by name).
+TRAITS = ControllerTraits(
+    walking=frozenset({"interact", "approach"}),
+    unlearned=frozenset({"explore", "approach"}),
+    by_effect=frozenset({"interact", "use"}),
+)
 MAX_PLANS = 4
 
 
@@ -181,7 +190,7 @@ class Controllers:
         slept = False
         for _ in range(self.agent.sleep_steps):
             yield self.actions.sleep
-            asleep = "sleeping" in view.world.percept.tags
+            asleep = self.actions.sleep_tag in view.world.percept.tags
             slept = slept or asleep
             if slept and not asleep:
                 return Outcome(effect=True, detail="woke up")

@@ -1,5 +1,5 @@
-"""Learning evaluation on Crafter-like envs: train from an empty store, then score agents
-on held-out world seeds side by side (random, learning disabled, full agent frozen)."""
+"""Learning evaluation: train from an empty store, then score agents on held-out world seeds
+side by side (random, learning disabled, full agent frozen), each with the game's own score."""
 
 from __future__ import annotations
 
@@ -10,55 +10,60 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
+
+from cairn.envs.game import Game, make_game
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import RunConfig
-from cairn.runtime.loop import Agent, _unlocked
-from cairn.runtime.metrics import crafter_score, success_rates
+from cairn.runtime.loop import Agent
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Scored:
+    """What one agent reached in each episode, scored by the game."""
+
     name: str
-    unlocked: list[set[str]] = field(default_factory=list)
+    game: Game
+    reached: list[set[str]] = field(default_factory=list)
     steps: int = 0
 
-    def rates(self, achievements: list[str]) -> dict[str, float]:
-        return success_rates(self.unlocked, achievements)
+    def rates(self) -> dict[str, float]:
+        return self.game.score(self.reached).rates
 
-    def score(self, achievements: list[str]) -> float:
-        return crafter_score(self.rates(achievements))
+    def score(self) -> float:
+        return self.game.score(self.reached).value
 
 
 def random_agent(config: RunConfig, seeds: list[int]) -> Scored:
-    """Uniformly random actions until the episode ends."""
-    env = gym.make(config.env.id, **config.env.kwargs).unwrapped
+    """Uniformly random actions (of a discrete action set) until the episode ends."""
+    game = make_game(config.game, config.env.kwargs)
     rng = np.random.default_rng(0)
-    result = Scored("random")
-    for seed in seeds:
-        env.reset(seed=seed)
-        done, steps, info = False, 0, {}
-        while not done and (config.max_steps is None or steps < config.max_steps):
-            _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
-            done, steps = terminated or truncated, steps + 1
-        result.unlocked.append(_unlocked(info))
-        result.steps += steps
+    result = Scored("random", game)
+    with game.open() as env:
+        for i, seed in enumerate(seeds):
+            env.reset(seed=seed, options=game.reset_options(seed, i))
+            done, steps, info = False, 0, {}
+            while not done and (config.max_steps is None or steps < config.max_steps):
+                action = int(rng.integers(env.action_space.n))
+                _, _, terminated, truncated, info = env.step(action)
+                done, steps = terminated or truncated, steps + 1
+            result.reached.append(game.reached(info))
+            result.steps += steps
     return result
 
 
 def play(config: RunConfig, store: ExperienceStore, seeds: list[int], name: str,
          on_episode: Callable[[int], None] | None = None) -> Scored:
-    agent = Agent(config, store, None)
-    result = Scored(name)
-    for i, seed in enumerate(seeds):
-        episode = agent.run_episode(seed, i)
-        result.unlocked.append(episode.unlocked)
-        result.steps += episode.steps
-        if on_episode is not None:
-            on_episode(episode.steps)
+    with Agent(config, store, None) as agent:
+        result = Scored(name, agent.game)
+        for i, seed in enumerate(seeds):
+            episode = agent.run_episode(seed, i)
+            result.reached.append(episode.reached)
+            result.steps += episode.steps
+            if on_episode is not None:
+                on_episode(episode.steps)
     return result
 
 
@@ -66,14 +71,19 @@ def train(config: RunConfig, store: ExperienceStore, budget: int, generation: in
           first_seed: int = 0, report: Callable[[str], None] = print) -> list[Scored]:
     """Learn for ``budget`` env steps in blocks of ``generation`` episodes (one Scored each)."""
     config = dataclasses.replace(config, learning="learn", seed=first_seed)
-    agent = Agent(config, store, None)
+    with Agent(config, store, None) as agent:
+        return _train(agent, budget, generation, first_seed, report)
+
+
+def _train(agent: Agent, budget: int, generation: int, first_seed: int,
+           report: Callable[[str], None]) -> list[Scored]:
     generations: list[Scored] = []
     steps, seed, started = 0, first_seed, time.perf_counter()
     while steps < budget:
-        block = Scored(f"generation {len(generations) + 1}")
+        block = Scored(f"generation {len(generations) + 1}", agent.game)
         for _ in range(generation):
             episode = agent.run_episode(seed, seed - first_seed)
-            block.unlocked.append(episode.unlocked)
+            block.reached.append(episode.reached)
             block.steps += episode.steps
             steps += episode.steps
             seed += 1
@@ -109,7 +119,7 @@ def plot_curve(points: list[float], baselines: dict[str, float], path: Path) -> 
     cv2.polylines(canvas, [line], False, (200, 80, 0), 2)
     for x, y in line:
         cv2.circle(canvas, (int(x), int(y)), 3, (200, 80, 0), -1)
-    cv2.putText(canvas, "Crafter score per training generation", (margin, 24),
+    cv2.putText(canvas, "score per training generation", (margin, 24),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     cv2.putText(canvas, f"{top:.1f}", (4, margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
     cv2.putText(canvas, "0", (24, height - margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)

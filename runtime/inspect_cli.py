@@ -28,7 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s_sub.add_parser("list", help="one line per skill", parents=[store])
     show = s_sub.add_parser("show", help="one skill in full, with its version history",
                             parents=[store])
-    show.add_argument("id", help="the skill's id (its subgoal, e.g. interact:tree)")
+    show.add_argument("id", help="the skill's id: its subgoal, as `skills list` shows it")
     skills.set_defaults(func=cmd_skills)
 
     guards = sub.add_parser(

@@ -1,31 +1,57 @@
-"""Online distillation: after every attempt, re-distil the skill and guardrails of its
-subgoal (and, on harm, guardrails about the cause), so knowledge applies at the next step."""
+"""Online distillation: after every attempt, the rules that fit the game's attempts distil
+skills and guardrails again, so knowledge applies at the next step.
+
+Two sets of rules exist, one per controller family:
+
+- ``SubgoalRules`` (map games): one skill per subgoal (``cairn.skills.distill``), requirement
+  guardrails per subgoal and harm guardrails about what hurt (``cairn.guardrails.distill``);
+- ``EffectRules`` (board games): what each action does relative to its target, per cell and
+  translation-invariant (``cairn.skills.effects``), and guardrails against acting on kinds
+  of target where it never did anything (``cairn.guardrails.effects``).
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cairn.experience.records import ExperienceTuple
 from cairn.experience.store import ExperienceStore
 from cairn.guardrails.distill import harm_guardrails, requirement_guardrails
+from cairn.guardrails.effects import no_effect_guardrails
 from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.controllers import TRAITS
 from cairn.skills.distill import distill_skill
+from cairn.skills.effects import general_skill, region_skills
 from cairn.skills.library import SkillLibrary
+
+if TYPE_CHECKING:
+    from cairn.runtime.kits import Kit
 
 REQUIREMENT_ROOTS = frozenset({"no_effect", "missing_requirement"})
 WINDOW = 150
 """Attempts per subgoal that distillation looks at (the newest)."""
+HISTORY = 2000
+"""Newest stored attempts (per kind of target) that effect rules read at start."""
+MODES = ("learn", "frozen", "off")
+
+
+class Rules(Protocol):
+    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None: ...
+
+    def end_episode(self, learner: Learner) -> None: ...
 
 
 class Learner:
     """Owns the skill library and the guardrail set of a run.
 
     ``mode``: ``"learn"`` distils and saves; ``"frozen"`` uses the stored knowledge as it is;
-    ``"off"`` has no knowledge at all (the learning-disabled baseline).
+    ``"off"`` has no knowledge at all (the learning-disabled baseline). ``rules`` are set by
+    the game's kit.
     """
 
-    def __init__(self, store: ExperienceStore, mode: str = "learn"):
-        if mode not in ("learn", "frozen", "off"):
+    def __init__(self, store: ExperienceStore, mode: str = "learn", rules: Rules | None = None):
+        if mode not in MODES:
             raise ValueError(f"unknown learning mode '{mode}' (learn, frozen, off)")
         self.store = store
         self.mode = mode
@@ -35,50 +61,95 @@ class Learner:
         self.guardrails = GuardrailSet(knowledge)
         self.skills.knowledge = save
         self.guardrails.knowledge = save
+        self.rules = rules or SubgoalRules()
+
+    def observe(self, attempt: ExperienceTuple, kit: Kit | None = None) -> None:
+        """Take in a stored (id-bearing) attempt and update knowledge at once."""
+        if self.mode == "learn":
+            self.rules.observe(attempt, self, kit)
+
+    def end_episode(self) -> None:
+        if self.mode == "learn":
+            self.rules.end_episode(self)
+
+
+class SubgoalRules:
+    """Skills and requirement guardrails per subgoal, harm guardrails from what hurt.
+
+    ``observe`` reads the kit's world model for the kinds entered before harm and the
+    counters that drift by themselves (see ``harm_guardrails`` and ``distill_skill``).
+    """
+
+    def __init__(self) -> None:
         self._windows: dict[str, deque[ExperienceTuple]] = {}
         self._recent: deque[ExperienceTuple] = deque(maxlen=WINDOW * 4)
         self._drift: dict[str, set[int]] = {}
 
-    def observe(self, attempt: ExperienceTuple, entries: dict[str, int],
-                drift: dict[str, set[int]]) -> None:
-        """Take in a stored (id-bearing) attempt and update knowledge at once.
+    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None:
+        world = kit.world
+        self.observe_with(attempt, learner, world.entries(), world.drift)
 
-        ``entries`` and ``drift`` come from the world model (see ``harm_guardrails`` and
-        ``distill_skill``).
-        """
-        if self.mode != "learn":
-            return
+    def observe_with(self, attempt: ExperienceTuple, learner: Learner, entries: dict[str, int],
+                     drift: dict[str, set[int]]) -> None:
         key = attempt.subgoal.key
-        window = self._window(key)  # loads from the store, maybe this attempt included
+        window = self._window(key, learner.store)  # maybe this attempt included
         if not window or window[-1].id != attempt.id:
             window.append(attempt)
         self._recent.append(attempt)
         self._drift = drift
-        self._distill(key, window)
+        self._distill(key, window, learner)
         depleting = {name for name, signs in drift.items() if -1 in signs}
-        for guard in harm_guardrails(attempt, self._recent, entries, depleting):
-            self.guardrails.update(guard)
-        self.guardrails.weigh_harm(attempt)
+        for guard in harm_guardrails(attempt, self._recent, entries, depleting, TRAITS):
+            learner.guardrails.update(guard)
+        learner.guardrails.weigh_harm(attempt)
 
-    def end_episode(self) -> None:
+    def end_episode(self, learner: Learner) -> None:
         """Re-distil every subgoal seen, so the stored knowledge reflects the whole episode."""
-        if self.mode != "learn":
-            return
         for key, window in self._windows.items():
-            self._distill(key, window)
+            self._distill(key, window, learner)
 
-    def _distill(self, key: str, window: deque[ExperienceTuple]) -> None:
-        skill = distill_skill(key, window, self._drift)
+    def _distill(self, key: str, window: deque[ExperienceTuple], learner: Learner) -> None:
+        skill = distill_skill(key, window, self._drift, TRAITS)
         if skill is not None:
-            self.skills.update(skill)
-        fresh = requirement_guardrails(key, window, skill, self._drift)
+            learner.skills.update(skill)
+        preconditions = skill.preconditions if skill is not None else None
+        fresh = requirement_guardrails(key, window, preconditions, self._drift, TRAITS)
         for guard in fresh:
-            self.guardrails.update(guard)
-        self.guardrails.supersede(f"subgoal {key}", REQUIREMENT_ROOTS, {g.id for g in fresh})
+            learner.guardrails.update(guard)
+        learner.guardrails.supersede(f"subgoal {key}", REQUIREMENT_ROOTS,
+                                     {g.id for g in fresh})
 
-    def _window(self, key: str) -> deque[ExperienceTuple]:
+    def _window(self, key: str, store: ExperienceStore) -> deque[ExperienceTuple]:
         """Attempts at ``key``: loaded from the store the first time (earlier runs count)."""
         if key not in self._windows:
-            stored = list(self.store.by_subgoal(key, limit=WINDOW))[::-1]
+            stored = list(store.by_subgoal(key, limit=WINDOW))[::-1]
             self._windows[key] = deque(stored, maxlen=WINDOW)
         return self._windows[key]
+
+
+class EffectRules:
+    """What each action does around its target, and where it does nothing, from every
+    attempt so far (this run's and the store's newest ``HISTORY`` per kind of target)."""
+
+    def __init__(self, store: ExperienceStore, actions: list[str], min_evidence: int,
+                 tags: tuple[str, ...], load: bool = True):
+        self.actions, self.min_evidence = actions, min_evidence
+        self.attempts: list[ExperienceTuple] = []
+        if load:
+            for tag in tags:
+                self.attempts.extend(reversed(store.by_tag(tag, limit=HISTORY)))
+            self.attempts.sort(key=lambda t: t.id)
+
+    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None:
+        self.attempts.append(attempt)
+        for skill in region_skills(self.attempts):
+            learner.skills.update(skill)
+        for action in self.actions:
+            general = general_skill(self.attempts, self.min_evidence, action)
+            if general is not None:
+                learner.skills.update(general)
+        for guard in no_effect_guardrails(self.attempts, self.min_evidence):
+            learner.guardrails.update(guard)
+
+    def end_episode(self, learner: Learner) -> None:
+        pass

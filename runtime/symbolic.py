@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from cairn.experience.records import ExperienceTuple, Subgoal
-from cairn.guardrails.model import novelty_facts
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
@@ -180,8 +180,7 @@ class SymbolicPlanner:
         options += [s for s in novel + experiments if s not in options]
         if not options:
             return Subgoal("explore")
-        gated = {g.forbidden.split(" ", 1)[1] for g in self.guardrails.active()
-                 if g.trigger.within is not None}
+        gated = {g.forbidden_subgoal for g in self.guardrails.active() if g.novelty_gate}
         scores = []
         for s in options:
             tried = self.tried.get(s.key, 0)
@@ -210,7 +209,7 @@ class SymbolicPlanner:
         reachable = sorted(set(reachable) - facts)
         steps = []
         for guard in self.guardrails.active():
-            if guard.trigger.within is None or not guard.trigger.holds(facts):
+            if not guard.novelty_gate or not guard.trigger.holds(facts):
                 continue
             step = self._borrow(guard, facts, ctx, world) or \
                 self._lift(guard, facts, reachable, ctx, world)
@@ -222,7 +221,9 @@ class SymbolicPlanner:
         """Try first what made a sibling work: the preconditions of a known skill with the
         same controller (another action used by name, say), if holding them would be new
         for the forbidden subgoal."""
-        controller = Subgoal.parse(guard.forbidden.split(" ", 1)[1]).controller
+        if guard.forbidden_subgoal is None:
+            return None
+        controller = Subgoal.parse(guard.forbidden_subgoal).controller
         siblings = sorted((s for s in self.skills.active()
                            if Subgoal.parse(s.subgoal).controller == controller),
                           key=lambda s: (len(s.preconditions), s.subgoal))
@@ -241,8 +242,7 @@ class SymbolicPlanner:
         until no failure had everything (at most a few facts); then take a first step."""
         added: set[str] = set()
         for _ in range(MAX_EXPERIMENT_FACTS):
-            have = novelty_facts(facts | added, set(guard.trigger.ignore))
-            covering = [set(w) for w in guard.trigger.within if have <= set(w)]
+            covering = guard.trigger.covering(facts | added)
             if not covering:
                 break
             gains = {f: sum(f not in w for w in covering) for f in reachable if f not in added}

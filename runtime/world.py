@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from cairn.perception.percept import UNKNOWN, Percept
 
 Direction = tuple[int, int]

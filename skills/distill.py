@@ -6,12 +6,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from cairn.experience.records import Cause, ExperienceTuple, Subgoal
-from cairn.skills.model import Skill, split_counter_effect
+from cairn.experience.judging import (
+    NO_TRAITS,
+    ControllerTraits,
+    Drift,
+    acted_without_effect,
+    caused,
+    depleting,
+    learning_facts,
+    worked,
+)
+from cairn.experience.records import ExperienceTuple, Subgoal, split_counter_effect
+from cairn.skills.model import Skill
 
-#: Failures where the agent got to act and nothing happened: evidence about requirements.
-REQUIREMENT_CAUSES = frozenset({
-    Cause.NO_EFFECT, Cause.MISSING_REQUIREMENT, Cause.DEADLOCK, Cause.STAGNATION, Cause.LOOP})
 MIN_SUCCESSES = 2
 """Successes a skill needs, unless one of them reached the goal (a reward is no fluke)."""
 MIN_SUCCESSES_TILE_ONLY = 3
@@ -22,66 +29,18 @@ DEMOTE_BELOW = 0.25
 PROVENANCE_KEPT = 20
 
 
-#: Controllers that walk to their target first: what was faced, near or in view when the
-#: attempt started says nothing about the moment they acted.
-WALKING_CONTROLLERS = frozenset({"interact", "approach"})
-#: Controllers with no requirement to learn: exploring is the agent's fallback.
-UNLEARNED_CONTROLLERS = frozenset({"explore", "approach"})
-
-
-def learning_facts(t: ExperienceTuple) -> frozenset[str]:
-    """The facts of an attempt's pre-state that can bear on whether it works."""
-    facts = t.pre.facts()
-    if t.subgoal.controller in WALKING_CONTROLLERS:
-        return frozenset(f for f in facts if not f.startswith(("facing:", "near:", "see:")))
-    return facts
-
-
-#: Controllers judged by the effect they cause (not by reaching a place or waking up).
-EFFECT_CONTROLLERS = frozenset({"interact", "use"})
-
-Drift = dict[str, set[int]]
-
-
-def depleting(drift: Drift) -> set[str]:
-    """Counters seen to fall by themselves: their levels are no requirement one can meet."""
-    return {name for name, signs in drift.items() if -1 in signs}
-
-
-def caused(effect: str, drift: Drift) -> bool:
-    """False for a counter change in a direction the counter is now known to drift in (an
-    early attempt may have credited itself with it before the drift was learned)."""
-    name, sign, _ = split_counter_effect(effect)
-    return name is None or (1 if sign == "+" else -1) not in drift.get(name, ())
-
-
-def worked(t: ExperienceTuple, drift: Drift) -> bool:
-    """Re-judge a success with what is known now about counters that change on their own."""
-    if not t.diagnosis.success:
-        return False
-    if t.subgoal.controller not in EFFECT_CONTROLLERS:
-        return True
-    return any(caused(e, drift) for e in t.diagnosis.effects)
-
-
-def acted_without_effect(t: ExperienceTuple) -> bool:
-    """A failure where the action was carried out (target reached) but changed nothing."""
-    d = t.diagnosis
-    reached = d.distance is None or d.distance <= 1
-    return not d.success and d.cause in REQUIREMENT_CAUSES and reached and bool(t.primitives)
-
-
 def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
-                  drift: Drift | None = None) -> Skill | None:
+                  drift: Drift | None = None,
+                  traits: ControllerTraits = NO_TRAITS) -> Skill | None:
     """The skill that ``attempts`` (all at ``subgoal``) support, or None without a success.
 
     ``drift`` (counter -> directions it moves in by itself) keeps such changes out of the
     verification and out of what counts as having worked.
     """
-    if Subgoal.parse(subgoal).controller in UNLEARNED_CONTROLLERS:
+    if Subgoal.parse(subgoal).controller in traits.unlearned:
         return None
     drift = drift or {}
-    successes = [t for t in attempts if worked(t, drift)]
+    successes = [t for t in attempts if worked(t, drift, traits)]
     rewarded = any("reward" in t.diagnosis.effects for t in successes)
     counted = any(split_counter_effect(e)[0] and caused(e, drift)
                   for t in successes for e in t.diagnosis.effects)
@@ -90,13 +49,14 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
         return None
     failures = [t for t in attempts if acted_without_effect(t)]
     preconditions = explain_failures(
-        [learning_facts(t) for t in successes], [learning_facts(t) for t in failures],
+        [learning_facts(t, traits) for t in successes],
+        [learning_facts(t, traits) for t in failures],
         ignore=depleting(drift))
     verification = common_effects(
         [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
     relevant = [t for t in successes + failures
-                if all(p in learning_facts(t) for p in preconditions)]
-    n_worked = sum(worked(t, drift) for t in relevant)
+                if all(p in learning_facts(t, traits) for p in preconditions)]
+    n_worked = sum(worked(t, drift, traits) for t in relevant)
     skill = Skill(
         subgoal=subgoal,
         procedure=[_procedure(subgoal, successes)],

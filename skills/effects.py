@@ -1,6 +1,6 @@
 """Skills about where an action changes things: relative effect patterns learned from attempts.
 
-An attempt at ``click:<row>,<col>`` whose diagnosis lists ``flip:<dr>,<dc>`` effects says
+An attempt at ``click:<row>,<col>`` whose diagnosis lists ``changed:<dr>,<dc>`` effects says
 which cells, relative to the clicked one, changed look. Two kinds of skill come out of them:
 
 - **per-region**: ``click:<row>,<col>`` does exactly what it did (newest attempt wins if they
@@ -27,26 +27,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from cairn.experience.records import ExperienceTuple
+from cairn.experience.records import ExperienceTuple, change_effect, parse_change
 from cairn.skills.model import Skill
 
 GENERAL = "click:cell"
 """Subgoal key of the translation-invariant skill."""
-EFFECT_PREFIX = "flip:"
 
 
 def effect_name(dr: int, dc: int) -> str:
-    return f"{EFFECT_PREFIX}{dr},{dc}"
+    return change_effect(dr, dc)
 
 
 def offsets(effects: Iterable[str]) -> set[tuple[int, int]]:
-    """``flip:dr,dc`` effects as (dr, dc) offsets; other effects are ignored."""
-    out = set()
-    for e in effects:
-        if e.startswith(EFFECT_PREFIX):
-            dr, dc = e[len(EFFECT_PREFIX):].split(",")
-            out.add((int(dr), int(dc)))
-    return out
+    """Change effects as (dr, dc) offsets from the target; other effects are ignored."""
+    changes = (parse_change(e) for e in effects)
+    return {(c[0], c[1]) for c in changes if c is not None}
 
 
 def board_shape(t: ExperienceTuple) -> tuple[int, int] | None:

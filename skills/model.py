@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cairn.experience.records import parse_change, split_counter_effect, upgrade_effect
+
 
 @dataclass
 class Skill:
@@ -12,7 +14,7 @@ class Skill:
 
     ``preconditions`` are facts (see ``State.facts``) that held whenever it worked and
     that explain its failures; ``verification`` lists effects seen every time it worked
-    (``wood+1``, ``tile:grass>table``); ``procedure`` is the controller call that worked.
+    (``wood+1``, ``changed:0,0:grass>table``); ``procedure`` is the controller call that worked.
     """
 
     subgoal: str
@@ -54,8 +56,9 @@ class Skill:
         return out
 
     def creates(self) -> list[str]:
-        """Tile kinds the skill creates (from ``tile:a>b`` verification effects)."""
-        return [e.split(">", 1)[1] for e in self.verification if e.startswith("tile:")]
+        """Kinds the skill turns its target into (from ``changed:0,0:a>b`` effects)."""
+        changes = (parse_change(e) for e in self.verification)
+        return [c[3] for c in changes if c is not None and c[:2] == (0, 0) and c[3]]
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -64,12 +67,6 @@ class Skill:
 
     @classmethod
     def from_dict(cls, body: dict[str, Any], version: int = 0) -> Skill:
-        return cls(**{k: v for k, v in body.items() if k != "version"}, version=version)
-
-
-def split_counter_effect(effect: str) -> tuple[str | None, str, int]:
-    """``wood+1`` -> ("wood", "+", 1); anything else -> (None, "", 0)."""
-    for i, ch in enumerate(effect):
-        if ch in "+-" and i > 0 and effect[i + 1:].isdigit() and ":" not in effect:
-            return effect[:i], ch, int(effect[i + 1:])
-    return None, "", 0
+        body = {k: v for k, v in body.items() if k != "version"}
+        body["verification"] = [upgrade_effect(e) for e in body.get("verification", [])]
+        return cls(**body, version=version)

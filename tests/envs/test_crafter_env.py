@@ -1,9 +1,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+
 from cairn import envs
 from cairn.envs.crafter import ACTIONS, CrafterEnv
-from gymnasium.utils.env_checker import check_env
 
 
 def test_registered_env_passes_gymnasium_check():

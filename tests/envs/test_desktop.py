@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from cairn.envs.desktop import (
     DesktopEnv,
     DesktopError,
@@ -188,6 +189,7 @@ def test_missing_window_is_an_error_not_a_hang(display):
 
 def test_registered():
     import gymnasium as gym
+
     from cairn import envs
 
     assert envs.DESKTOP_ID in gym.registry

@@ -1,4 +1,5 @@
 import pytest
+
 from cairn.experience.store import ExperienceStore
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 from cairn.experience.store import ExperienceStore, StoreError
 from cairn.experience.store_schema import APPLICATION_ID, SCHEMA_VERSION

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from cairn.experience.recording import load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import load_config
-
 from tests.desktop_fixtures import desktop_display  # noqa: F401  (a pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,33 +27,32 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def played(tmp_path_factory, desktop_display):  # noqa: F811
     """Two episodes from an empty store: (results, store path, run dir)."""
-    from cairn.runtime.board import BoardAgent
-    from cairn.runtime.board_cli import open_env
+    from cairn.runtime.loop import Agent
 
     tmp = tmp_path_factory.mktemp("board")
     config = load_config(ROOT / "configs" / "flip.yaml",
                          {"board.ids": BOARDS, "board.xvfb": False, "episodes": 2})
-    with ExperienceStore(tmp / "exp.sqlite") as store:
-        env = open_env(config)
-        try:
-            agent = BoardAgent(config, store, env, tmp / "runs")
-            results = [agent.run_episode(config.seed + i, i) for i in range(2)]
-        finally:
-            env.close()
+    with ExperienceStore(tmp / "exp.sqlite") as store, \
+            Agent(config, store, tmp / "runs") as agent:
+        results = [agent.run_episode(config.seed + i, i) for i in range(2)]
     return results, tmp / "exp.sqlite", tmp / "runs"
+
+
+def solved(result) -> bool:
+    return "solved" in result.reached
 
 
 def test_first_board_is_solved_from_an_empty_store(played):
     first = played[0][0]
-    assert first.solved and first.end == "goal"
-    assert first.explore_clicks > 0
+    assert solved(first) and first.end == "goal"
+    assert first.explored > 0
 
 
 def test_second_board_needs_fewer_clicks_and_no_exploration(played):
     first, second = played[0]
-    assert second.solved
-    assert second.explore_clicks == 0
-    assert second.clicks < first.clicks
+    assert solved(second)
+    assert second.explored == 0
+    assert second.attempts < first.attempts
 
 
 def test_knowledge_links_to_stored_attempts(played):
@@ -63,7 +62,7 @@ def test_knowledge_links_to_stored_attempts(played):
         general = skills["click:cell"]
         assert general.status == "active"
         assert set(general.body["verification"]) == {
-            "flip:0,0", "flip:-1,0", "flip:1,0", "flip:0,-1", "flip:0,1"}
+            "changed:0,0", "changed:-1,0", "changed:1,0", "changed:0,-1", "changed:0,1"}
         guards = store.knowledge.current("guardrail")
         assert guards and all(g.status == "active" for g in guards)
         for entry in [general, *guards]:
@@ -79,16 +78,17 @@ def test_knowledge_links_to_stored_attempts(played):
 def test_episode_is_recorded_and_loads(played):
     results, _, runs = played
     episode = load_episode(runs / "episode-000")
-    assert episode.finished and episode.end_reason == "solved"
-    assert len(episode.attempts) == results[0].clicks == episode.num_steps
+    assert episode.finished and episode.end_reason == "goal"
+    assert len(episode.attempts) == results[0].attempts == episode.num_steps
     assert len(episode.frames) == episode.num_steps + 1
     assert episode.attempts[0].subgoal.key.startswith("click:")
 
 
 @pytest.fixture(scope="module")
 def pattern(tmp_path_factory, desktop_display):  # noqa: F811
-    """The Pattern board of configs/pattern.yaml twice from an empty store; its goal picture
-    comes from the game's own Solve menu (the harness's doing, not the agent's)."""
+    """The Pattern board of configs/pattern.yaml twice from an empty store, as from a fresh
+    checkout: the goal picture does not exist, and the game adapter makes it with the game's
+    own Solve menu before the first episode."""
     import importlib.util
 
     # bench/ is not an installed package: load the benchmark's harness from its file.
@@ -99,34 +99,36 @@ def pattern(tmp_path_factory, desktop_display):  # noqa: F811
     tmp = tmp_path_factory.mktemp("pattern")
     config = load_config(ROOT / "configs" / "pattern.yaml",
                          {"board.xvfb": False, "board.goal.image": str(tmp / "goal.png")})
-    bench.pattern_goal(config, tmp / "goal.png")
+    assert not (tmp / "goal.png").exists()
+    board = config.board.ids[0]
     with ExperienceStore(tmp / "exp.sqlite") as store:
-        results = bench.play(config, store, config.board.ids * 2, tmp / "runs")
-    return bench, results, tmp / "exp.sqlite", tmp / "runs"
+        results = bench.play(config, store, [board] * 2, tmp / "runs")
+    assert (tmp / "goal.png").exists()
+    return bench, results, tmp / "exp.sqlite", tmp / "runs", board
 
 
 def test_pattern_is_solved_from_an_empty_store_with_three_buttons(pattern):
-    _, (first, second), _, runs = pattern
-    assert first.solved and first.end == "goal" and first.explore_clicks > 0
+    _, (first, second), _, runs, board = pattern
+    assert solved(first) and first.end == "goal" and first.explored > 0
     # What the first board taught: the second needs no exploration and one click per square.
-    assert second.solved and second.explore_clicks == 0 and second.clicks < first.clicks
+    assert solved(second) and second.explored == 0 and second.attempts < first.attempts
     # The final screen satisfies the puzzle's own clues (the harness checks, not the agent).
-    bench, board = pattern[0], second.board
+    bench = pattern[0]
     assert bench.clues_met(load_episode(runs / "episode-000").frames[-1], board)
     final = load_episode(runs / "episode-001").frames[-1]
     assert bench.clues_met(final, board)
-    assert second.clicks == sum(map(sum, bench.filled_squares(final, board)))
+    assert second.attempts == sum(map(sum, bench.filled_squares(final, board)))
 
 
 def test_pattern_buttons_are_learned_as_set_looks(pattern):
-    _, _, path, _ = pattern
+    _, _, path, _, _ = pattern
     with ExperienceStore(path) as store:
         skills = {e.key: e for e in store.knowledge.current("skill")}
         sets = {}
         for action in ("click", "right_click", "middle_click"):
             general = skills[f"{action}:cell"]
             assert general.status == "active"
-            assert general.body["verification"] == ["flip:0,0"]
+            assert general.body["verification"] == ["changed:0,0"]
             sets[action] = general.body["procedure"][0]["looks"]["0,0"]
         # Left fills the unknown square, right marks it empty, middle clears a mark.
         unknown, full = next(iter(sets["click"].items()))
@@ -139,27 +141,22 @@ def test_game_killed_mid_episode_ends_it_cleanly_with_its_steps_recorded(
     import os
     import signal
 
-    from cairn.runtime.board import BoardAgent
-    from cairn.runtime.board_cli import open_env
+    from cairn.runtime.loop import Agent
 
     config = load_config(ROOT / "configs" / "flip.yaml",
                          {"board.ids": BOARDS[:1], "board.xvfb": False})
-    with ExperienceStore(tmp_path / "exp.sqlite") as store:
-        env = open_env(config)
-        try:
-            agent = BoardAgent(config, store, env, tmp_path / "runs")
+    with ExperienceStore(tmp_path / "exp.sqlite") as store, \
+            Agent(config, store, tmp_path / "runs") as agent:
 
-            def kill_after_two(clicks, _reason):
-                if clicks == 2:
-                    os.kill(env._proc.pid, signal.SIGKILL)
+        def kill_after_two(ep):
+            if ep.step == 2:
+                os.kill(agent.env._proc.pid, signal.SIGKILL)
 
-            result = agent.run_episode(config.seed, 0, progress=kill_after_two)
-        finally:
-            env.close()
+        result = agent.run_episode(config.seed, 0, on_step=kill_after_two)
         stored = store.count()
-    assert result.end == "window_closed" and not result.solved
-    assert result.clicks == 3  # the click after the kill found no window
+    assert result.end == "window_closed" and not solved(result)
+    assert result.attempts == 3  # the click after the kill found no window
     episode = load_episode(tmp_path / "runs" / "episode-000")
-    assert episode.finished and len(episode.actions) == result.clicks
+    assert episode.finished and len(episode.actions) == result.attempts
     assert episode.truncated[-1]
-    assert len(episode.attempts) == stored == result.clicks
+    assert len(episode.attempts) == stored == result.attempts

@@ -1,4 +1,5 @@
 import pytest
+
 from cairn.runtime.config import ConfigError, load_config
 
 from ..conftest import ROOT
@@ -12,12 +13,16 @@ def write(tmp_path, text):
 
 def test_the_shipped_crafter_config_loads():
     config = load_config(ROOT / "configs" / "crafter.yaml")
-    assert config.env.id == "Cairn/Crafter-v0"
+    assert config.game == "crafter" and config.family == "map"
     assert config.actions.moves["move_up"] == [-1, 0]
 
 
+MINIMAL = "game: crafter\nactions: {noop: noop, interact: do, moves: {move_up: [-1, 0]}}\n"
+
+
 def test_overrides_replace_values_by_dotted_key(tmp_path):
-    config = load_config(write(tmp_path, "episodes: 2\n"), {"seed": 5, "agent.explore_steps": 3})
+    config = load_config(write(tmp_path, MINIMAL + "episodes: 2\n"),
+                         {"seed": 5, "agent.explore_steps": 3})
     assert (config.episodes, config.seed, config.agent.explore_steps) == (2, 5, 3)
 
 
@@ -32,6 +37,7 @@ def test_overrides_replace_values_by_dotted_key(tmp_path):
     ("episodes: [\n", "not valid YAML"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
+    text = text if text.startswith("- ") or "[\n" in text else MINIMAL + text
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
     assert message in str(err.value)
@@ -42,3 +48,24 @@ def test_bad_config_names_the_key(tmp_path, text, message):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("episodes: 1\n", "missing key 'game'"),
+    ("game: chess\n", "unknown game 'chess'"),
+    ("game: crafter\n", "missing key 'actions.noop'"),
+    ("game: crafter\nactions: {noop: noop}\n", "missing key 'actions.interact'"),
+    ("game: crafter\nactions: {noop: noop, interact: do}\n", "missing key 'actions.moves'"),
+    (MINIMAL.replace("}}", "}, sleep: sleep}"), "missing key 'actions.sleep_tag'"),
+])
+def test_a_game_and_its_action_roles_must_be_declared(tmp_path, text, message):
+    """No game's action names are defaults: a config that leaves out a role is told which."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_board_game_needs_no_map_roles(tmp_path):
+    config = load_config(write(tmp_path, "game: board\n"))
+    assert config.family == "board" and config.actions.interact is None

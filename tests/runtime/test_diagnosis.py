@@ -2,53 +2,65 @@
 
 import numpy as np
 import pytest
+
+from cairn.envs.crafter import CrafterGame
 from cairn.experience.records import Cause, Subgoal
+from cairn.experience.store import ExperienceStore
 from cairn.runtime.executor import EpisodeState, Executor
-from cairn.runtime.world import WorldModel
+from cairn.runtime.learning import Learner
+from cairn.runtime.map_kit import MapKit
 
 TREE_AND_STONE_SEED = 9  # in a 32x32 world: a tree and stone in view at the start
 
 
-def start(env, parse, config, rng, seed):
+@pytest.fixture
+def store(tmp_path):
+    with ExperienceStore(tmp_path / "exp.sqlite") as store:
+        yield store
+
+
+def start(env, store, config, rng, seed):
+    """The map kit and the executor the loop would use, at the start of world ``seed``."""
     frame, info = env.reset(seed=seed)
-    world = WorldModel()
-    world.observe(parse(frame))
-    return Executor(env, parse, config, rng), EpisodeState("test", world, last_info=info)
+    kit = MapKit(CrafterGame({}), env, config, Learner(store, "off"), rng)
+    ep = EpisodeState("test", last_info=info)
+    kit.begin(frame, ep)
+    return Executor(env, kit), ep
 
 
-def test_collecting_wood_succeeds(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_collecting_wood_succeeds(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     attempt = executor.attempt(Subgoal("interact", "tree"), ep)
     d = attempt.diagnosis
     assert d.success and d.cause == Cause.SUCCESS
     assert d.counter_deltas.get("wood") == 1
     assert small_world._env._player.inventory["wood"] == 1  # privileged: measuring only
     assert attempt.pre.counters["wood"] == 0 and attempt.post.counters["wood"] == 1
-    assert attempt.primitives[-1] == executor.action_ids["do"]
+    assert attempt.primitives[-1] == executor.kit.action_ids["do"]
     assert d.progress == pytest.approx(1.0)
 
 
-def test_hitting_stone_without_a_pickaxe_has_no_effect(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_hitting_stone_without_a_pickaxe_has_no_effect(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     attempt = executor.attempt(Subgoal("interact", "stone"), ep)
     d = attempt.diagnosis
     assert not d.success
     assert d.cause == Cause.NO_EFFECT
     assert attempt.pre.counters["stone"] == attempt.post.counters["stone"] == 0
-    presses = attempt.primitives.count(executor.action_ids["do"])
+    presses = attempt.primitives.count(executor.kit.action_ids["do"])
     assert presses == crafter_config.agent.interact_tries
     assert attempt.post.facing_kind == "stone"
 
 
 def test_no_effect_after_success_elsewhere_is_a_suspected_missing_requirement(
-        small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
-    attempt = executor.attempt(Subgoal("interact", "stone"), ep, succeeded_elsewhere=True)
+        small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
+    attempt = executor.attempt(Subgoal("interact", "stone"), ep, worked_before=True)
     assert attempt.diagnosis.cause == Cause.MISSING_REQUIREMENT
 
 
-def test_standing_still_is_stagnation(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_standing_still_is_stagnation(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     window = crafter_config.agent.stagnation_window
     attempts = [executor.attempt(Subgoal("use", "noop"), ep) for _ in range(window)]
     assert not attempts[0].diagnosis.stagnation
@@ -57,24 +69,24 @@ def test_standing_still_is_stagnation(small_world, parse, crafter_config, rng):
     assert len({a.post.position for a in attempts}) == 1
 
 
-def test_target_not_visible(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_target_not_visible(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     attempt = executor.attempt(Subgoal("interact", "diamond"), ep)
     assert attempt.diagnosis.cause == Cause.TARGET_NOT_VISIBLE
     assert attempt.primitives == []
 
 
-def test_walking_updates_position_by_odometry(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_walking_updates_position_by_odometry(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     truth0 = np.array(small_world._env._player.pos)
     executor.attempt(Subgoal("explore"), ep)
     truth = np.array(small_world._env._player.pos) - truth0  # privileged: measuring only
     # Crafter's pos is (x, y); the agent's position is (row, col) on the screen.
-    assert ep.world.position == (int(truth[1]), int(truth[0]))
+    assert executor.kit.world.position == (int(truth[1]), int(truth[0]))
 
 
-def test_repeated_failure_across_subgoals_is_deadlock(small_world, parse, crafter_config, rng):
-    executor, ep = start(small_world, parse, crafter_config, rng, TREE_AND_STONE_SEED)
+def test_repeated_failure_across_subgoals_is_deadlock(small_world, store, crafter_config, rng):
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
     causes = [executor.attempt(Subgoal("interact", kind), ep).diagnosis.cause
               for kind in ("diamond", "iron", "lava")]
     assert causes[:2] == [Cause.TARGET_NOT_VISIBLE] * 2

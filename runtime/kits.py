@@ -1,0 +1,80 @@
+"""Controller families ("kits"): what the one loop needs to act in a kind of game.
+
+A game adapter names its family; the kit supplies the belief the agent keeps (a map of
+remembered tiles, or a board of cell looks), the generic controllers that turn a subgoal
+into primitive actions (walk to a remembered thing and act on it; click a cell), how an
+attempt is diagnosed, the default planner, and the distillation rules that fit the
+attempts it produces. None of them knows a game.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from cairn.envs.game import Game
+from cairn.experience.records import Diagnosis, State, Subgoal
+from cairn.runtime.controllers import Outcome
+from cairn.runtime.diagnosis import Trace
+from cairn.runtime.planner import PlanContext, Planner
+
+if TYPE_CHECKING:
+    from cairn.runtime.config import RunConfig
+    from cairn.runtime.executor import EpisodeState
+    from cairn.runtime.learning import Learner, Rules
+
+
+class Kit(Protocol):
+    rules: Rules
+    max_attempts: int | None
+    """Attempts after which an episode gives up (None: only the env ends it)."""
+
+    def planner(self) -> Planner:
+        """The default planner for this family."""
+
+    def begin(self, frame: np.ndarray, ep: EpisodeState) -> None:
+        """A new episode starts with ``frame``."""
+
+    def context(self, ep: EpisodeState) -> PlanContext: ...
+
+    def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool: ...
+
+    def start_attempt(self, subgoal: Subgoal, ep: EpisodeState) -> State:
+        """The pre-state of an attempt at ``subgoal``."""
+
+    def budget(self, subgoal: Subgoal) -> int:
+        """Steps after which the attempt times out."""
+
+    def controller(self, subgoal: Subgoal) -> Generator[Any, None, Outcome]: ...
+
+    def guard(self, action: Any, ep: EpisodeState) -> str | None:
+        """The id of a guardrail that forbids ``action`` now, if any."""
+
+    def encode(self, action: Any) -> tuple[Any, int]:
+        """The env's action for a controller's action, and its index in the recording."""
+
+    def settled(self, frame: np.ndarray, truncated: bool) -> np.ndarray:
+        """The frame to perceive after a step (a desktop game may still be animating)."""
+
+    def observe(self, frame: np.ndarray, action: Any, ep: EpisodeState, trace: Trace,
+                info: dict[str, Any]) -> None:
+        """Perceive the frame after ``action`` and update the belief."""
+
+    def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
+                       outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]: ...
+
+
+def make_kit(game: Game, env: gym.Env, config: RunConfig, learner: Learner,
+             rng: np.random.Generator) -> Kit:
+    if game.family == "map":
+        from cairn.runtime.map_kit import MapKit
+
+        return MapKit(game, env, config, learner, rng)
+    if game.family == "board":
+        from cairn.runtime.board_kit import BoardKit
+
+        return BoardKit(game, env, config, learner, rng)
+    raise ValueError(f"game '{game.name}' has unknown family '{game.family}'")

@@ -238,3 +238,21 @@ def test_a_version_1_store_is_migrated_to_tier_3(tmp_path, monkeypatch, tuples):
         assert s._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.knowledge.current("skill") == []
         assert s.knowledge.put("skill", "interact:tree", "active", {"a": 1}) == 1
+
+
+def test_effects_written_under_older_names_read_back_in_todays_vocabulary(tmp_path, tuples):
+    """Stores and recordings from before one effect vocabulary still open and mean the same:
+    ``tile:a>b`` (the target's change of kind) and ``<name>:dr,dc`` (a change at an offset)."""
+    from cairn.skills.model import Skill
+
+    old = tuples[0]
+    old.diagnosis.effects = ["wood+1", "tile:grass>table", "flip:-1,0", "reward"]
+    with ExperienceStore(tmp_path / "old.db") as s:
+        (attempt_id,) = s.add_many([old])
+        back = s.get(attempt_id)
+    assert back.diagnosis.effects == [
+        "wood+1", "changed:0,0:grass>table", "changed:-1,0", "reward"]
+    skill = Skill.from_dict({"subgoal": "use:place", "procedure": [], "preconditions": [],
+                             "verification": ["tile:grass>table"], "successes": 2,
+                             "attempts": 2, "rewarded": 0})
+    assert skill.verification == ["changed:0,0:grass>table"] and skill.creates() == ["table"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from cairn.experience.records import Cause, Diagnosis, State, Subgoal
+from cairn.experience.records import Cause, Diagnosis, State, Subgoal, split_counter_effect
 from cairn.runtime.controllers import Outcome
 
 DEADLOCK_REPEATS = 3
@@ -107,7 +107,8 @@ class Diagnoser:
         return Diagnosis(
             success=success, cause=cause, counter_deltas=deltas, reward=trace.reward,
             changed_tiles=changed_tiles,
-            progress=_progress(outcome, any(e[-2] in "+-" for e in effects), success),
+            progress=_progress(outcome, any(split_counter_effect(e)[0] for e in effects),
+                               success),
             distance=outcome.distance_end, health_delta=health_delta, steps=trace.steps,
             stagnation=stagnation, loop=loop, detail=detail, effects=effects,
             entered=trace.entered,

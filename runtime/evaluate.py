@@ -90,7 +90,7 @@ def _train(agent: Agent, budget: int, generation: int, first_seed: int,
             if steps >= budget:
                 break
         generations.append(block)
-        report(f"  {block.name}: {len(block.unlocked)} episodes, {steps}/{budget} steps, "
+        report(f"  {block.name}: {len(block.reached)} episodes, {steps}/{budget} steps, "
                f"{len(agent.learner.skills.active())} skills, "
                f"{len(agent.learner.guardrails.active())} guardrails, "
                f"{time.perf_counter() - started:.0f} s")

@@ -112,6 +112,8 @@ class Diagnosis:
     counter_deltas: dict[str, int]
     reward: float
     changed_tiles: list[tuple[int, int, str | None, str | None]]
+    """(drow, dcol, kind before, kind after) of every tile or cell whose kind changed, as
+    offsets from ``target`` (from where the attempt started when it had none)."""
     progress: float
     distance: float | None
     health_delta: int

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from cairn.runtime.learning import Learner
 
 CHANGE_RADIUS = 2
+"""Tiles within this many cells of the attempt's target are checked for changes."""
+REACH = 14
+"""How far from its start an attempt's target can be for its changes to be checked (the
+controllers plan paths within 12 cells)."""
 
 
 def by_name_actions(action_names: list[str], config: RunConfig) -> list[str]:
@@ -115,7 +119,7 @@ class MapKit:
     def start_attempt(self, subgoal: Subgoal, ep: EpisodeState) -> State:
         world = self.world
         self._center = world.position
-        self._region_before = world.region(world.position, CHANGE_RADIUS)
+        self._region_before = world.region(world.position, REACH)
         self._view = AttemptView(world, dict(world.percept.counters))
         return snapshot(world, ep.step)
 
@@ -164,7 +168,8 @@ class MapKit:
                        outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
         world = self.world
         post = snapshot(world, ep.step)
-        changed = _changed_tiles(world, self._center, self._region_before)
+        changed = _changed_tiles(world, self._center, self._region_before,
+                                 outcome.target or world.position)
         effects = self._effects(pre, post, outcome, trace)
         if subgoal.controller in TRAITS.by_effect and not effects:
             outcome.effect = False  # what looked like an effect mid-attempt was drift
@@ -201,10 +206,18 @@ def snapshot(world: WorldModel, step: int) -> State:
 
 
 def _changed_tiles(
-    world: WorldModel, center: tuple[int, int], before: np.ndarray
+    world: WorldModel, start: tuple[int, int], before: np.ndarray, focus: tuple[int, int]
 ) -> list[tuple[int, int, str | None, str | None]]:
-    """Tiles around where the attempt started whose remembered kind changed."""
-    after = world.region(center, CHANGE_RADIUS)
+    """Tiles within ``CHANGE_RADIUS`` of ``focus`` (the attempt's target, else where the
+    agent ended) whose remembered kind changed since the attempt started, as offsets from
+    ``focus``. ``before`` is the map within ``REACH`` of ``start`` when it started."""
+    dr, dc = focus[0] - start[0], focus[1] - start[1]
+    if max(abs(dr), abs(dc)) + CHANGE_RADIUS > REACH:
+        return []
+    r0, c0 = REACH + dr - CHANGE_RADIUS, REACH + dc - CHANGE_RADIUS
+    side = 2 * CHANGE_RADIUS + 1
+    before = before[r0:r0 + side, c0:c0 + side]
+    after = world.region(focus, CHANGE_RADIUS)
     changed = []
     for r, c in zip(*np.nonzero(before != after), strict=True):
         if before[r, c] == UNKNOWN or after[r, c] == UNKNOWN:

@@ -91,3 +91,16 @@ def test_repeated_failure_across_subgoals_is_deadlock(small_world, store, crafte
               for kind in ("diamond", "iron", "lava")]
     assert causes[:2] == [Cause.TARGET_NOT_VISIBLE] * 2
     assert causes[2] == Cause.DEADLOCK
+
+
+def test_what_changed_is_said_relative_to_the_target(small_world, store, crafter_config, rng):
+    """One vocabulary: the struck tree is the target, and its change is at offset (0, 0),
+    in the changed tiles and in the effects alike, wherever the agent stood."""
+    executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
+    attempt = executor.attempt(Subgoal("interact", "tree"), ep)
+    d = attempt.diagnosis
+    world = executor.kit.world
+    assert d.target == world.facing_position()
+    assert world.kind_at(d.target) == "grass"
+    assert (0, 0, "tree", "grass") in d.changed_tiles
+    assert "changed:0,0:tree>grass" in d.effects and "wood+1" in d.effects

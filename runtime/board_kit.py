@@ -70,7 +70,8 @@ class BoardKit:
         state = self._state(ep.step, (0, 0))
         return PlanContext(state=state, condition=condition_signature(state.predicates()),
                            by_name=list(self.board.actions), can_sleep=False,
-                           stats=lambda subgoal, condition: (0, 0))
+                           stats=lambda subgoal, condition: (0, 0),
+                           skills=self.learner.skills, guardrails=self.learner.guardrails)
 
     def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
         return False

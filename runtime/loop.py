@@ -137,16 +137,15 @@ class Agent:
         ep = EpisodeState(episode=episode, last_info=info)
         self.kit.begin(frame, ep)
         executor = Executor(self.env, self.kit, self.config.max_steps, recorder)
-        if hasattr(self.planner, "reset"):
-            self.planner.reset()
+        self.planner.reset()
         attempts = successes = explored = idle = 0
         while not ep.done:
             ctx = self.kit.context(ep)
             subgoal = self.planner.next_subgoal(ctx)
             if subgoal is None:  # the planner has nothing left to do: the goal, or stuck
-                ep.end = getattr(self.planner, "last_reason", "") or "stuck"
+                ep.end = self.planner.last_reason or "stuck"
                 break
-            explored += getattr(self.planner, "last_reason", "") == "explore"
+            explored += self.planner.last_reason.startswith("explore")
             attempt = executor.attempt(subgoal, ep, self.kit.worked_before(subgoal, ctx))
             self._keep(attempt, recorder)
             self.learner.observe(attempt, self.kit)

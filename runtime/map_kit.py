@@ -97,7 +97,7 @@ class MapKit:
         return PlanContext(
             state=state, condition=condition_signature(state.predicates()),
             by_name=self.by_name, can_sleep=self.config.actions.sleep is not None,
-            stats=self._stats)
+            stats=self._stats, skills=self.learner.skills, guardrails=guardrails)
 
     def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
         """Has this subgoal succeeded under some other condition (a requirement may be

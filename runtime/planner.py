@@ -8,10 +8,12 @@ replan locally. The default is ``runtime.symbolic.SymbolicPlanner``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from cairn.experience.records import ExperienceTuple, State, Subgoal
+from cairn.guardrails.store import GuardrailSet
+from cairn.skills.library import SkillLibrary
 
 #: (subgoal key, condition signature or None for all conditions) -> (attempts, successes)
 StatsLookup = Callable[[str, int | None], tuple[int, int]]
@@ -27,13 +29,25 @@ class PlanContext:
     """Actions the agent can try by name (those without a generic role)."""
     can_sleep: bool
     stats: StatsLookup
-    skills: Sequence[Any] = field(default_factory=list)
-    guardrails: Sequence[Any] = field(default_factory=list)
+    skills: SkillLibrary | None = None
+    """The run's skills: ``active()``, ``get(subgoal)``, ``raising(counter)``, ..."""
+    guardrails: GuardrailSet | None = None
+    """The run's guardrails: ``blocking_subgoal(key, facts)`` says what is forbidden now."""
 
 
 class Planner(Protocol):
-    def next_subgoal(self, ctx: PlanContext) -> Subgoal:
-        """The subgoal to attempt now."""
+    """The contract every planner keeps; the loop calls nothing else."""
+
+    last_reason: str
+    """Why the last choice was made (``plan``, ...; ``explore...`` when it was made to learn
+    rather than to reach the goal); after ``next_subgoal`` returned None, why there is
+    nothing left to do (``goal``, ``stuck``)."""
+
+    def reset(self) -> None:
+        """A new episode begins (what was tried this episode is forgotten)."""
+
+    def next_subgoal(self, ctx: PlanContext) -> Subgoal | None:
+        """The subgoal to attempt now, or None when there is nothing left to do."""
 
     def on_attempt(self, attempt: ExperienceTuple, ctx: PlanContext) -> None:
         """Called with every diagnosed attempt, before the next ``next_subgoal``."""

@@ -89,7 +89,7 @@ class SymbolicPlanner:
         never = [s for s in candidate_subgoals(ctx)
                  if ctx.stats(s.key, None)[0] == 0 and self._allowed(s, facts, ctx)]
         if never:  # never tried anywhere, by any episode: the cheapest thing to learn from
-            self.last_reason = "never tried"
+            self.last_reason = "explore: never tried"
             return never[int(self.rng.integers(len(never)))]
         goals = self._goals(ctx, world)
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:

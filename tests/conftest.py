@@ -1,9 +1,14 @@
 """Shared fixtures: real Crafter worlds and real SQLite stores."""
 
+import copy
+import hashlib
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cairn.envs.crafter import CrafterEnv
 from cairn.perception.crafter import CrafterParser
 from cairn.runtime.config import load_config
@@ -47,14 +52,22 @@ class ScriptedThenPlanned:
 
     def __init__(self, script, planner):
         self.script = list(script)
+        self.scripted = len(self.script)
+        """How many attempts of the episode were scripted: the rest the planner chose."""
         self.planner = planner
+        self._scripted_last = False
 
     def reset(self):
         self.planner.reset()
 
+    @property
+    def last_reason(self):
+        return "script" if self._scripted_last else self.planner.last_reason
+
     def next_subgoal(self, ctx):
         from cairn.experience.records import Subgoal
 
+        self._scripted_last = bool(self.script)
         if self.script:
             return Subgoal.parse(self.script.pop(0))
         return self.planner.next_subgoal(ctx)
@@ -63,11 +76,44 @@ class ScriptedThenPlanned:
         self.planner.on_attempt(attempt, ctx)
 
 
+def _copy_store(src: Path, dst: Path) -> Path:
+    """A consistent copy of a store file (its WAL included), through SQLite's backup API."""
+    with closing(sqlite3.connect(src)) as source, closing(sqlite3.connect(dst)) as target:
+        source.backup(target)
+    return dst
+
+
+@pytest.fixture
+def copy_store():
+    """``copy_store(src, dst)``: copy a store file consistently; returns ``dst``."""
+    return _copy_store
+
+
+def _fingerprint(agent, store_path: Path) -> tuple:
+    """Everything of ``table_run`` a test could change by mistake: the store's content, the
+    knowledge in memory, the planner's random state and episode memory."""
+    with closing(sqlite3.connect(store_path)) as conn:
+        dump = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    planner = agent.planner.planner
+    return (
+        dump,
+        repr(sorted((k, s.version, s.to_dict()) for k, s in agent.learner.skills.skills.items())),
+        repr(sorted((k, g.version, g.to_dict())
+                    for k, g in agent.learner.guardrails.guardrails.items())),
+        repr(agent.rng.bit_generator.state),
+        repr(sorted(planner.tried.items())), repr(sorted(planner.seen_facts)),
+    )
+
+
 @pytest.fixture(scope="session")
 def table_run(tmp_path_factory):
     """A real learning episode from an empty store: a short script of attempts (so the
     evidence is certain to contain successes and failures), then the agent's own planner.
-    Returns (agent, store path, run dir, episode name)."""
+    Returns (agent, store path, run dir, episode name).
+
+    Shared by every test of the session, so it must stay as it is: tests that write to a
+    store use ``table_store`` (a copy), tests that ask the planner use ``planner_copy``.
+    Teardown checks that no test changed it (test order must not matter)."""
     from cairn.experience.store import ExperienceStore
     from cairn.runtime.loop import Agent
 
@@ -78,5 +124,45 @@ def table_run(tmp_path_factory):
     agent = Agent(config, store, tmp / "runs" / "table")
     agent.planner = ScriptedThenPlanned(TABLE_SCRIPT, agent.planner)
     result = agent.run_episode(MANY_TREES_SEED, 0)
+    before = _fingerprint(agent, tmp / "exp.sqlite")
     yield agent, tmp / "exp.sqlite", tmp / "runs", result.episode
+    after = _fingerprint(agent, tmp / "exp.sqlite")
+    agent.close()
     store.close()
+    changed = [name for name, a, b in zip(
+        ("store", "skills", "guardrails", "rng", "planner.tried", "planner.seen_facts"),
+        before, after, strict=True) if a != b]
+    assert not changed, f"a test changed the shared table_run fixture: {changed}"
+
+
+@pytest.fixture
+def table_store(table_run, tmp_path):
+    """A private copy of ``table_run``'s store, for tests that write to one."""
+    return _copy_store(table_run[1], tmp_path / "exp-copy.sqlite")
+
+
+@pytest.fixture
+def planner_copy():
+    """``planner_copy(agent, without=())``: a fresh planner like the agent's, with copies of
+    its knowledge held in memory only (minus the guardrails whose ids are in ``without``),
+    its episode memory and a fixed random seed. Asking it leaves the agent as it was."""
+    from cairn.guardrails.store import GuardrailSet
+    from cairn.runtime.symbolic import SymbolicPlanner
+    from cairn.skills.library import SkillLibrary
+
+    def make(agent, without=(), seed=0):
+        inner = agent.planner.planner if hasattr(agent.planner, "script") else agent.planner
+        skills, guards = SkillLibrary(), GuardrailSet()
+        skills.skills = copy.deepcopy(inner.skills.skills)
+        guards.guardrails = {key: copy.deepcopy(g) for key, g in inner.guardrails.guardrails.items()
+                             if key not in without}
+        planner = SymbolicPlanner(skills, guards, np.random.default_rng(seed),
+                                  inner.world_facts)
+        planner.explore_share = inner.explore_share
+        planner.rewarded_this_episode = set(inner.rewarded_this_episode)
+        planner.tried = dict(inner.tried)
+        planner.failed_here = dict(inner.failed_here)
+        planner.seen_facts = set(inner.seen_facts)
+        planner.harmed, planner.idle_attempts = inner.harmed, inner.idle_attempts
+        return planner
+    return make

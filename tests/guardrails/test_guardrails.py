@@ -1,12 +1,14 @@
 """Guardrails distilled from a real episode's failures (see the ``table_run`` fixture)."""
 
-import numpy as np
+import json
+
 from cairn.experience.records import condition_signature
+from cairn.experience.store import ExperienceStore
 from cairn.guardrails.distill import weigh
 from cairn.guardrails.model import Guardrail, Trigger
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.cli import main
-from cairn.runtime.executor import snapshot
+from cairn.runtime.map_kit import snapshot
 from cairn.runtime.planner import PlanContext
 
 
@@ -30,26 +32,42 @@ def test_a_guardrail_blocks_building_while_its_missing_requirement_holds(table_r
         assert missing not in t.pre.facts() and guard.trigger.holds(t.pre.facts())
 
 
-def test_once_the_guardrail_exists_the_planner_no_longer_tries_it_there(table_run):
+def test_once_the_guardrail_exists_the_planner_no_longer_tries_it_there(table_run,
+                                                                       planner_copy):
     agent, _, _, episode = table_run
     guard = _requirement_guard(agent)
     (missing,) = guard.trigger.none_of
-    later = [t for t in agent.store.by_episode(episode)
-             if t.id > max(guard.evidence) and t.subgoal.key == "use:place_table"]
-    assert all(missing in t.pre.facts() for t in later)
-    # Ask the planner directly, many times, in the state the episode ended in.
-    state = snapshot(agent.world, 0)
+    # The attempts the planner chose itself (after the script), all made once the
+    # guardrail with all its evidence existed: many while its trigger held, and in those
+    # the planner tried other actions by name, but never this one.
+    chosen = list(agent.store.by_episode(episode))[agent.planner.scripted:]
+    assert chosen and min(t.id for t in chosen) > max(guard.evidence)
+    while_forbidden = [t for t in chosen if guard.trigger.holds(t.pre.facts())]
+    assert len(while_forbidden) >= 5
+    tried = {t.subgoal.key for t in while_forbidden}
+    assert "use:place_table" not in tried
+    assert len({key for key in tried if key.startswith("use:")}) >= 3
+
+    # Ask a copy of the planner, many times, in the state the episode ended in (without
+    # wood), with and without the guardrail: only the guardrail keeps it from choosing it.
+    state = snapshot(agent.kit.world, 0)
     state.counters["wood"] = 0
+    assert missing not in state.facts()
     ctx = PlanContext(state=state, condition=condition_signature(state.predicates()),
-                      by_name=["place_table"], can_sleep=False,
+                      by_name=["place_table", "place_stone"], can_sleep=False,
                       stats=lambda *_: (0, 0))
-    assert agent.learner.guardrails.blocking_subgoal("use:place_table", state.facts()) is guard
-    choices = {agent.planner.planner.next_subgoal(ctx).key for _ in range(50)}
-    assert "use:place_table" not in choices
+    guarded = planner_copy(agent)
+    assert guarded.guardrails.blocking_subgoal("use:place_table", state.facts()).id == guard.id
+    with_guard = [guarded.next_subgoal(ctx).key for _ in range(100)]
+    assert "use:place_table" not in with_guard
+    assert "use:place_stone" in with_guard  # the same kind of choice was open to it
+    unguarded = planner_copy(agent, without={guard.id})
+    without_guard = [unguarded.next_subgoal(ctx).key for _ in range(100)]
+    assert "use:place_table" in without_guard
 
 
-def test_contradicting_evidence_retires_a_guardrail(table_run, tmp_path):
-    agent, _, _, episode = table_run
+def test_contradicting_evidence_retires_a_guardrail(table_run, table_store):
+    agent, _, _, _ = table_run
     attempts = list(agent.store.by_subgoal("use:place_table"))
     failures = [t for t in attempts if not t.diagnosis.success]
     successes = [t for t in attempts if t.diagnosis.success]
@@ -64,9 +82,9 @@ def test_contradicting_evidence_retires_a_guardrail(table_run, tmp_path):
     weigh(wrong, successes)
     assert wrong.status == "retired"
     assert wrong.contradictions == sorted(t.id for t in successes)
-    kept = GuardrailSet(agent.store.knowledge)
-    kept.update(wrong)
-    assert GuardrailSet(agent.store.knowledge).guardrails[wrong.id].status == "retired"
+    with ExperienceStore(table_store) as store:  # a copy: the shared store stays as it is
+        GuardrailSet(store.knowledge).update(wrong)
+        assert GuardrailSet(store.knowledge).guardrails[wrong.id].status == "retired"
 
 
 def test_enter_guardrails_block_the_move_not_the_kind_elsewhere():
@@ -97,18 +115,46 @@ def test_guardrails_show_prints_the_evidence(table_run, capsys):
     assert "frames.bin" in out
 
 
-def test_guardrails_disable_enable_and_export(table_run, tmp_path, capsys):
-    agent, store, _, _ = table_run
+def test_guardrails_disable_enable_and_export(table_run, table_store, tmp_path, capsys):
+    agent, _, _, _ = table_run
     guard = _requirement_guard(agent)
-    args = ["guardrails", "--store", str(store)]
+    args = ["guardrails", "--store", str(table_store)]  # a copy: switching writes versions
+
+    def exported():
+        assert main(args + ["export", "-o", str(tmp_path / "g.json")]) == 0
+        return {g["id"]: g for g in json.loads((tmp_path / "g.json").read_text())}
+
+    before = exported()[guard.id]
+    assert (before["status"], before["version"]) == ("active", guard.version)
+    assert before["evidence"] == guard.evidence
+    assert before["confidence"] == round(
+        len(guard.evidence) / (len(guard.evidence) + len(guard.contradictions) + 1), 3)
     assert main(args + ["disable", guard.id]) == 0
-    assert main(args + ["export", "-o", str(tmp_path / "g.json")]) == 0
-    exported = (tmp_path / "g.json").read_text()
-    assert guard.id in exported and '"disabled"' in exported
+    disabled = exported()[guard.id]
+    assert (disabled["status"], disabled["version"]) == ("disabled", guard.version + 1)
+    with ExperienceStore(table_store) as store:  # a new run would not enforce it
+        assert GuardrailSet(store.knowledge).blocking_subgoal(
+            "use:place_table", frozenset()) is None
     assert main(args + ["enable", guard.id]) == 0
+    enabled = exported()[guard.id]
+    assert (enabled["status"], enabled["version"]) == ("active", guard.version + 2)
+    with ExperienceStore(table_store) as store:
+        assert GuardrailSet(store.knowledge).blocking_subgoal(
+            "use:place_table", frozenset()).id == guard.id
     assert main(args + ["show", "g-nope"]) == 2
     assert "no guardrail 'g-nope'" in capsys.readouterr().err
-    assert np.isfinite(guard.confidence)
+
+
+def test_confidence_grows_with_evidence_and_falls_with_contradictions():
+    def confidence(evidence, contradictions=0):
+        return Guardrail("no_effect", "test", Trigger(), "subgoal use:x", "subgoal",
+                         list(range(evidence)),
+                         list(range(100, 100 + contradictions))).confidence
+
+    assert confidence(0) == 0.0
+    assert 0 < confidence(1) < confidence(2) < confidence(5) < confidence(50) < 1
+    assert confidence(5, 1) < confidence(5) and confidence(5, 5) < confidence(5, 1)
+    assert confidence(5, 5) < 0.5 < confidence(5, 3)  # as many against as for: below half
 
 
 def test_nothing_new_means_no_earlier_failure_had_less():

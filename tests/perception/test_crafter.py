@@ -9,6 +9,7 @@ random actions still put the player to sleep along the way.
 
 import numpy as np
 import pytest
+
 from cairn.envs.crafter import CrafterEnv
 from cairn.perception.crafter import ITEMS, CrafterParser, expected_tiles
 from cairn.perception.percept import UNKNOWN
@@ -81,11 +82,13 @@ def test_tiles_at_night(parsed):
 
 def test_deep_night_reports_noise_as_unknown_not_as_a_guess(parsed):
     accuracy, confident, confident_accuracy = tile_stats(band(parsed, "deep night"))
-    assert confident_accuracy >= 0.99
-    # The vignette's corners are noise, the middle is still read; how much depends on how
-    # dark the sample's deepest frames are (the bench over 100 seeds measures ~93%).
-    assert confident >= 0.6
-    assert accuracy >= 0.6
+    # Measured on this sample over 36 runs (it varies: Crafter's creature updates follow set
+    # order): 0.998-0.9997 of the confident tiles right; 74-86% of all tiles confident and
+    # right (the bench over 100 seeds, with fewer of the darkest frames, measures ~93%).
+    assert confident_accuracy >= 0.995
+    # The vignette's corners are noise, the middle is still read.
+    assert confident >= 0.70
+    assert accuracy >= 0.70
 
 
 def test_inventory_is_read_exactly(parsed):

@@ -5,6 +5,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+
 from cairn.perception.grid import (
     CellClusters,
     GridConfig,

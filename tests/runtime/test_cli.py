@@ -1,6 +1,7 @@
 """End-to-end runs of the ``cairn`` command on real Crafter worlds."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from cairn.experience.recording import list_episodes, load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.cli import main
@@ -32,7 +34,9 @@ def test_run_records_episodes_fills_the_store_and_prints_the_table(tmp_path, cap
     assert code == 0
     printed = capsys.readouterr().out
     assert "score" in printed and "steps/s" in printed
-    assert "crafter-s3-e0" in printed and "crafter-s4-e1" in printed
+    # One row per episode: its name (run, index), its world seed, then its numbers.
+    rows = re.findall(r"^(crafter-\w+-e(\d)) +(\d+) ", printed, re.MULTILINE)
+    assert [(index, seed) for _, index, seed in rows] == [("0", "3"), ("1", "4")]
 
     (run_dir,) = out.iterdir()
     episodes = list_episodes(run_dir)
@@ -40,9 +44,11 @@ def test_run_records_episodes_fills_the_store_and_prints_the_table(tmp_path, cap
     first = load_episode(episodes[0])
     assert first.finished and 0 < len(first.actions) <= 120
     assert first.metadata["seed"] == 3
+    assert {t.episode for t in first.attempts} == {rows[0][0]}
     with ExperienceStore(store) as s:
         assert s.count() == sum(len(load_episode(e).attempts) for e in episodes)
-        stored = s.by_episode("crafter-s3-e0")
+        stored = s.by_episode(rows[0][0])
+        assert len(stored) > 0
         assert [t.to_dict() for t in stored] == [
             {**t.to_dict(), "id": stored[i].id} for i, t in enumerate(first.attempts)]
 
@@ -53,12 +59,40 @@ def test_a_second_run_reads_what_the_first_wrote(tmp_path):
             "--no-record", "--quiet"]
     assert main(args) == 0
     with ExperienceStore(store) as s:
-        first = s.count()
-        stats = s.subgoal_stats()
-    assert first > 0 and stats
+        first = s.count()  # attempt ids 1..first are the first run's
+        learned = {e.key: e for e in s.knowledge.current("skill")}
+    assert first > 0 and learned
     assert main(args + ["--seed", "1"]) == 0
     with ExperienceStore(store) as s:
         assert s.count() > first
+        current = {e.key: e for e in s.knowledge.current("skill")}
+        second = [s.get(i) for i in range(first + 1, s.count() + 1)]
+    assert set(learned) <= set(current)
+    # The second run distilled skills again from the first run's successes and its own:
+    # one that knew only its own attempts would list none of the first run's.
+    spanning = [key for key in learned
+                if min(current[key].body["provenance"]) <= first
+                < max(current[key].body["provenance"])]
+    assert spanning
+    for key in spanning:
+        own = sum(t.subgoal.key == key and t.diagnosis.success for t in second)
+        assert current[key].body["successes"] > own
+        assert current[key].version >= learned[key].version
+
+
+@pytest.mark.parametrize("mode", ["frozen", "off"])
+def test_frozen_and_off_runs_add_attempts_but_no_knowledge(tmp_path, copy_store, mode):
+    store = tmp_path / "exp.sqlite"
+    args = ["run", str(small_config(tmp_path)), "--max-steps", "60", "--no-record", "--quiet"]
+    assert main(args + ["--store", str(store)]) == 0
+    copy = copy_store(store, tmp_path / f"{mode}.sqlite")
+    with ExperienceStore(copy) as s:
+        before = s.count(), s.knowledge.current("skill") + s.knowledge.current("guardrail")
+    assert before[1]  # the learning run left knowledge behind
+    assert main(args + ["--store", str(copy), "--seed", "1", "--learning", mode]) == 0
+    with ExperienceStore(copy) as s:
+        assert s.count() > before[0]
+        assert s.knowledge.current("skill") + s.knowledge.current("guardrail") == before[1]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -1,7 +1,8 @@
 """Backward chaining in the symbolic planner, on hand-written skills (pure logic)."""
 
 import numpy as np
-from cairn.experience.records import State, condition_signature
+
+from cairn.experience.records import State, change_effect, condition_signature
 from cairn.guardrails.model import Guardrail, Trigger
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext
@@ -25,7 +26,8 @@ def context(counters, near=(), visible=("tree", "rock")):
 def planner(guards=None, known=("tree", "bench")):
     library = SkillLibrary()
     library.update(skill("interact:tree", verify=["wood+1"]))
-    library.update(skill("use:place_bench", pre=["wood>=2"], verify=["tile:grass>bench"]))
+    library.update(skill("use:place_bench", pre=["wood>=2"],
+                         verify=[change_effect(0, 0, "grass", "bench")]))
     library.update(skill("use:make_x", pre=["near:bench", "wood>=1"], verify=["x+1"],
                          rewarded=3))
     facts = WorldFacts(set(known), set(), {})
@@ -73,10 +75,15 @@ def test_a_never_working_action_is_tried_with_what_made_a_sibling_work():
     ctx.by_name = ["make_y"]
     p.reset()
     p.rewarded_this_episode.add("use:make_x")  # its own goal is done this episode
-    assert p.next_subgoal(ctx).key == "interact:tree"  # wood, to hold it at the bench
+    assert guards.blocking_subgoal("use:make_y", ctx.state.facts()) is not None
+    # Its sibling make_x worked with wood at the bench: wood first, to hold it there.
+    assert p.next_subgoal(ctx).key == "interact:tree"
     held = context({"wood": 1}, near=["bench"])
     held.by_name = ["make_y"]
     assert guards.blocking_subgoal("use:make_y", held.state.facts()) is None
+    # Holding what made the sibling work is new for make_y: the planner tries it now.
+    for _ in range(20):
+        assert p.next_subgoal(held).key == "use:make_y"
 
 
 def test_what_was_never_tried_anywhere_comes_first():

@@ -1,6 +1,7 @@
 """The agent's world model on hand-made percepts (pure logic: no env needed)."""
 
 import numpy as np
+
 from cairn.perception.percept import UNKNOWN, Percept
 from cairn.runtime.world import WorldModel
 

@@ -1,0 +1,131 @@
+"""Guardrails about what hurt the agent, from hand-made attempts: how they are distilled,
+confirmed, tested on probation and retired."""
+
+from collections import Counter
+
+import numpy as np
+
+from cairn.experience.records import State, condition_signature
+from cairn.guardrails.distill import MIN_CONTRAST, harm_guardrails
+from cairn.guardrails.model import Guardrail, Trigger
+from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.planner import PlanContext
+from cairn.runtime.symbolic import PROBATION, SymbolicPlanner, WorldFacts
+from cairn.skills.library import SkillLibrary
+from tests.map_attempts import TRAITS, Attempts
+
+DAY = {"visible": ("grass", "tree")}
+NIGHT = {"visible": ("grass", "tree", "zombie"), "tags": ("night",)}
+
+
+def safe_sleeps(attempt, n=MIN_CONTRAST):
+    return [attempt("sleep", {"energy": 3}, ["energy+1"], **DAY) for _ in range(n)]
+
+
+def test_dying_on_a_kind_never_stood_on_forbids_stepping_onto_it():
+    attempt = Attempts()
+    death = attempt("explore", {"health": 2}, cause="died", health_delta=-2, entered="lava")
+    (guard,) = harm_guardrails(death, [], {"lava": 1, "grass": 40}, set(), TRAITS)
+    assert (guard.forbidden, guard.scope, guard.status) == ("enter lava", "task", "active")
+    assert guard.trigger.unconditional() and guard.evidence == [death.id]
+    guards = GuardrailSet()
+    guards.update(guard)
+    assert guards.forbidden_entries() == {"lava"}
+    # Stood on it many times before: the kind is not what killed (and with no history to
+    # contrast, nothing else is named either).
+    assert harm_guardrails(death, [], {"lava": 30}, set(), TRAITS) == []
+
+
+def test_harm_names_the_facts_that_set_it_apart_and_waits_for_a_second_one():
+    attempt = Attempts()
+    history = safe_sleeps(attempt)
+    bitten = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
+    assert harm_guardrails(bitten, history[:MIN_CONTRAST - 1], {}, set(), TRAITS) == []
+    (guard,) = harm_guardrails(bitten, history, {}, set(), TRAITS)
+    assert guard.forbidden == "subgoal sleep" and guard.root_cause == "damage_taken"
+    assert guard.trigger.all_of == ["see:zombie", "tag:night"]  # rare in the safe sleeps
+    assert guard.status == "candidate" and guard.evidence == [bitten.id]
+    guards = GuardrailSet()
+    guards.update(guard)
+    night = bitten.pre.facts()
+    assert guards.blocking_subgoal("sleep", night) is None  # a candidate forbids nothing
+    assert guards.harmful_kinds() == {"zombie"}
+    again = attempt("sleep", {"energy": 2}, cause="damage_taken", health_delta=-1, **NIGHT)
+    (second,) = harm_guardrails(again, [*history, bitten], {}, set(), TRAITS)
+    merged = guards.update(second)
+    assert merged.id == guard.id and merged.evidence == [bitten.id, again.id]
+    assert merged.status == "active"
+    assert guards.blocking_subgoal("sleep", night) is merged
+    assert guards.blocking_subgoal("sleep", history[0].pre.facts()) is None  # by day
+
+
+def test_a_death_is_enforced_at_once_and_a_counter_run_down_can_be_the_cause():
+    attempt = Attempts()
+    history = safe_sleeps(attempt)
+    starved = attempt("sleep", {"energy": 3, "food": 0}, cause="died", health_delta=-3, **DAY)
+    (guard,) = harm_guardrails(starved, history, {}, {"food"}, TRAITS)
+    assert guard.status == "active" and guard.root_cause == "died"
+    assert guard.trigger.all_of == ["food=0"]
+    # Food at zero is only a suspect when food is known to run down by itself.
+    assert harm_guardrails(starved, history, {}, set(), TRAITS) == []
+
+
+def test_unharmed_attempts_made_while_it_held_retire_a_harm_guardrail():
+    attempt = Attempts()
+    history = safe_sleeps(attempt)
+    bites = [attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
+             for _ in range(2)]
+    guards = GuardrailSet()
+    for bite in bites:
+        for guard in harm_guardrails(bite, history, {}, set(), TRAITS):
+            guards.update(guard)
+    (guard,) = guards.active()
+    # Evidence that does not bear on it: harmed, by day, or another subgoal.
+    guards.weigh_harm(attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-1,
+                              **NIGHT))
+    guards.weigh_harm(attempt("sleep", {"energy": 3}, ["energy+1"], **DAY))
+    guards.weigh_harm(attempt("interact:tree", {"energy": 3}, ["wood+1"], **NIGHT))
+    assert guard.contradictions == [] and guard.status == "active"
+    # Slept unharmed while it held (on probation): one contradiction, counted once.
+    quiet = attempt("sleep", {"energy": 3}, ["energy+1"], **NIGHT)
+    guards.weigh_harm(quiet)
+    guards.weigh_harm(quiet)
+    assert guard.contradictions == [quiet.id] and guard.status == "active"
+    guards.weigh_harm(attempt("sleep", {"energy": 3}, ["energy+1"], **NIGHT))
+    assert len(guard.contradictions) == len(guard.evidence) == 2
+    assert guard.status == "retired" and guards.active() == []
+
+
+def test_only_harm_guardrails_on_subgoals_are_put_on_probation():
+    def guard(root, forbidden):
+        return Guardrail(root, "test", Trigger(all_of=["tag:night"]), forbidden, "subgoal", [1])
+
+    assert GuardrailSet.on_probation(guard("damage_taken", "subgoal sleep"))
+    assert GuardrailSet.on_probation(guard("died", "subgoal use:x"))
+    assert not GuardrailSet.on_probation(guard("died", "enter lava"))
+    assert not GuardrailSet.on_probation(guard("no_effect", "subgoal use:x"))
+    assert not GuardrailSet.on_probation(guard("missing_requirement", "subgoal use:x"))
+
+
+def choices(root, n=2000):
+    """What a planner picks, ``n`` times, at night with a guardrail of ``root`` cause
+    forbidding ``use:rest`` then (None: no guardrail)."""
+    guards = GuardrailSet()
+    if root is not None:
+        guards.update(Guardrail(root, "test", Trigger(all_of=["tag:night"]), "subgoal use:rest",
+                                "subgoal", [1]))
+    planner = SymbolicPlanner(SkillLibrary(), guards, np.random.default_rng(0),
+                              lambda: WorldFacts(set(), set(), {}))
+    state = State(0, (0, 0), (1, 0), {}, "grass", [["grass"]], ["grass"], ["night"])
+    ctx = PlanContext(state, condition_signature(state.predicates()), ["rest", "dig"], False,
+                      lambda *_: (0, 0))
+    return Counter(planner.next_subgoal(ctx).key for _ in range(n))
+
+
+def test_the_planner_breaks_a_harm_guardrail_now_and_then_to_test_it():
+    free, harm, requirement = choices(None), choices("damage_taken"), choices("no_effect")
+    assert requirement["use:rest"] == 0
+    # Unguarded it is one of four choices; under a harm guardrail about PROBATION of that.
+    assert free["use:rest"] > 400
+    assert 0 < harm["use:rest"] < 2 * PROBATION * free["use:rest"]
+    assert harm["use:rest"] > 0.5 * PROBATION * free["use:rest"]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import crafter
+import crafter.objects
 import gymnasium as gym
 import numpy as np
 from crafter import constants
@@ -25,6 +26,27 @@ from cairn.envs.game import (
 
 ACTIONS: tuple[str, ...] = tuple(constants.actions)
 ACHIEVEMENTS: tuple[str, ...] = tuple(constants.achievements)
+
+
+def _pin_object_order() -> None:
+    """Make Crafter reproducible from a seed.
+
+    Crafter keeps each chunk's creatures in a set and despawns ``list(set)[random index]``;
+    its objects hash by memory address, so which creature goes differs from run to run of the
+    same seed. Objects here hash by where they were created instead: the same world makes
+    the same choice, and nothing else changes (equality stays identity). Idempotent."""
+    cls = crafter.objects.Object
+    if getattr(cls, "_cairn_pinned", False):
+        return
+    init = cls.__init__
+
+    def __init__(self, world, pos):
+        init(self, world, pos)
+        self._creation_hash = hash((int(self.pos[0]), int(self.pos[1])))
+
+    cls.__init__ = __init__
+    cls.__hash__ = lambda self: self._creation_hash
+    cls._cairn_pinned = True
 
 
 class CrafterEnv(gym.Env[np.ndarray, int]):
@@ -44,6 +66,7 @@ class CrafterEnv(gym.Env[np.ndarray, int]):
     ):
         if size < 9:
             raise ValueError(f"size must be at least 9 pixels (one per view column), got {size}")
+        _pin_object_order()
         self.size = size
         self.length = length
         self.render_mode = render_mode

@@ -71,6 +71,7 @@ class MapKit:
         self.rules = SubgoalRules()
         self.max_attempts: int | None = None
         self._guarded = False
+        self._own: dict[tuple[str, int | None], tuple[int, int]] = {}
         self._new_episode()
 
     def planner(self) -> Planner:
@@ -105,8 +106,18 @@ class MapKit:
         return self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
+        """(attempts, successes) at ``subgoal`` under ``condition`` (None: any). Without
+        learning, only this run's own attempts count: the store's are knowledge too."""
+        if self.learner.mode == "off":
+            attempts, successes = self._own.get((subgoal, condition), (0, 0))
+            return attempts, successes
         summary = self.store.summary(subgoal, condition)
         return summary.attempts, summary.successes
+
+    def _count_own(self, subgoal: str, pre: State, success: bool) -> None:
+        for key in ((subgoal, condition_signature(pre.predicates())), (subgoal, None)):
+            attempts, successes = self._own.get(key, (0, 0))
+            self._own[key] = (attempts + 1, successes + success)
 
     def _world_facts(self) -> WorldFacts:
         world = self.world
@@ -176,6 +187,8 @@ class MapKit:
         diagnosis = self.diagnoser.diagnose(
             subgoal, pre, post, trace, outcome, changed, worked_before, effects)
         diagnosis.target = outcome.target
+        if self.learner.mode == "off":
+            self._count_own(subgoal.key, pre, diagnosis.success)
         return post, diagnosis
 
     def _effects(self, pre: State, post: State, outcome: Outcome, trace: Trace) -> list[str]:

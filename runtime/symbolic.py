@@ -136,7 +136,7 @@ class SymbolicPlanner:
         visiting = visiting | {skill.subgoal}
         # Things to hold before places to stand: walking off to gather would undo "near".
         unmet = sorted((f for f in skill.preconditions if f not in facts),
-                       key=lambda f: f.startswith(("near:", "facing:")))
+                       key=lambda f: (f.startswith(("near:", "facing:")), f))
         if unmet:
             return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
         subgoal = Subgoal.parse(skill.subgoal)
@@ -231,7 +231,7 @@ class SymbolicPlanner:
             wanted = set(sibling.preconditions) - facts
             if not wanted or guard.trigger.holds(facts | wanted):
                 continue
-            for fact in sorted(wanted, key=lambda f: f.startswith(("near:", "facing:"))):
+            for fact in sorted(wanted, key=lambda f: (f.startswith(("near:", "facing:")), f)):
                 step = self._achieve(fact, facts, ctx, world, set(), 0)
                 if step is not None and self._allowed(step, facts, ctx):
                     return step
@@ -251,7 +251,7 @@ class SymbolicPlanner:
             added.add(max(sorted(gains), key=gains.get))
         if guard.trigger.holds(facts | added):
             return None
-        for fact in sorted(added, key=lambda f: f.startswith(("near:", "facing:"))):
+        for fact in sorted(added, key=lambda f: (f.startswith(("near:", "facing:")), f)):
             step = self._achieve(fact, facts, ctx, world, set(), 0)
             if step is not None and self._allowed(step, facts, ctx):
                 return step

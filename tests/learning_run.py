@@ -2,11 +2,8 @@
 (``train``, then ``play`` with learning off and with the trained knowledge frozen), printed
 as JSON. Run it as a script with ``PYTHONHASHSEED`` set (``tests/runtime/test_evaluate.py``).
 
-Two things make a run differ from the next one with the same seeds, and both are pinned here:
-the iteration order of sets of strings (it follows ``PYTHONHASHSEED``; the planner sorts some
-candidate facts by a key that ties), and Crafter's choice of which creature to despawn, which
-indexes a list built from a set of objects hashed by memory address. Objects here hash by the
-position they were created at: the same choice for the same world, nothing else changes.
+``PYTHONHASHSEED`` is pinned so that nothing which iterates a set of strings can make two
+runs differ (the env pins Crafter's own despawn order: ``cairn.envs.crafter``).
 
     python tests/learning_run.py STORE_DIR BUDGET MAX_STEPS FIRST_HELD_OUT N_HELD_OUT
 """
@@ -17,8 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-import crafter.objects
-
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import load_config
 from cairn.runtime.evaluate import play, train
@@ -26,20 +21,8 @@ from cairn.runtime.evaluate import play, train
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pin_crafter_object_order() -> None:
-    init = crafter.objects.Object.__init__
-
-    def __init__(self, world, pos):
-        init(self, world, pos)
-        self._creation_hash = hash((int(self.pos[0]), int(self.pos[1])))
-
-    crafter.objects.Object.__init__ = __init__
-    crafter.objects.Object.__hash__ = lambda self: self._creation_hash
-
-
 def main(out: Path, budget: int, max_steps: int, first: int, n: int) -> dict:
     assert os.environ.get("PYTHONHASHSEED") not in (None, "random"), "set PYTHONHASHSEED"
-    pin_crafter_object_order()
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(ROOT / "configs" / "crafter.yaml",
                          {"env.kwargs.area": [32, 32], "max_steps": max_steps})

@@ -134,3 +134,22 @@ def test_an_unknown_mode_is_refused(tmp_path):
     with ExperienceStore(tmp_path / "exp.sqlite") as store, \
             pytest.raises(ValueError, match="unknown learning mode 'sometimes'"):
         Learner(store, "sometimes")
+
+
+def test_off_plays_on_a_full_store_exactly_as_on_an_empty_one(table_store, tmp_path):
+    """The baseline is a baseline wherever its store comes from: with learning off, neither
+    stored knowledge nor the store's statistics of earlier runs change a single choice."""
+    from cairn.runtime.config import load_config
+    from cairn.runtime.loop import Agent
+
+    from ..conftest import MANY_TREES_SEED, ROOT
+
+    config = load_config(ROOT / "configs" / "crafter.yaml",
+                         {"env.kwargs.area": [32, 32], "max_steps": 120, "learning": "off"})
+    played = []
+    for path in (table_store, tmp_path / "empty.sqlite"):
+        with ExperienceStore(path) as store, Agent(config, store, None) as agent:
+            episode = agent.run_episode(MANY_TREES_SEED, 0)
+            played.append([t.subgoal.key for t in store.by_episode(episode.episode)])
+    assert len(played[0]) > 10
+    assert played[0] == played[1]

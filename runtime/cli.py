@@ -80,10 +80,23 @@ def _positive(name: str, value: int | None) -> None:
         raise UserError(f"--{name} must be a positive number, got {value}")
 
 
+def _make_folder(path: Path, what: str, option: str) -> None:
+    """Create ``path`` now, before anything is played, or say in one line why it cannot be."""
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot create {what} {path}: {blocker} is a file, not a folder; "
+                        f"pass another {option}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = err.strerror or err.__class__.__name__
+        raise UserError(f"cannot create {what} {path}: {reason}; pass another {option}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from cairn.envs.game import GameError
     from cairn.experience.store import ExperienceStore, StoreError
-    from cairn.runtime.loop import Agent
+    from cairn.runtime.loop import Agent, new_run_id
 
     _positive("episodes", args.episodes)
     _positive("max-steps", args.max_steps)
@@ -91,10 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
         "max_steps": args.max_steps, "learning": args.learning}.items() if v is not None}
     config = load_config(args.config, overrides)
+    run_id = new_run_id()
     run_dir = None
     if not args.no_record:
-        run_dir = Path(config.out) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    Path(config.store).parent.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(config.out) / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{run_id}"
+        _make_folder(run_dir, "the recordings folder", "--out")
+    _make_folder(Path(config.store).parent, "the store's folder", "--store")
     try:
         store = ExperienceStore(config.store)
     except StoreError as err:
@@ -102,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = []
     with store:
         try:
-            with Agent(config, store, run_dir) as agent:
+            with Agent(config, store, run_dir, run_id=run_id) as agent:
                 for i in range(config.episodes):
                     progress = Progress(i, config, enabled=not args.quiet)
                     results.append(agent.run_episode(config.seed + i, i, progress.update))

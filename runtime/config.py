@@ -158,12 +158,17 @@ class RunConfig:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML run config, apply ``overrides`` (dotted keys allowed), and validate."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory: give a YAML config file, e.g. one in configs/")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({_first_line(err)})") from None
+        raise ConfigError(f"{path}: not valid YAML{_where(err)} ({_first_line(err)})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read ({err.__class__.__name__}: "
+                          f"{getattr(err, 'strerror', None) or err})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for key, value in (overrides or {}).items():
@@ -183,8 +188,29 @@ ROLE_KEYS = {
 }
 
 
+MINIMUMS = {
+    "episodes": 1, "max_steps": 1,
+    "agent.max_attempt_steps": 1, "agent.interact_tries": 1, "agent.explore_steps": 1,
+    "agent.sleep_steps": 1, "agent.stagnation_window": 2,
+    "board.min_evidence": 1, "board.max_clicks": 1, "board.outside_margin": 0,
+    "board.rows": 1, "board.cols": 1,
+}
+"""The smallest value each numeric key may take (None, where allowed, is not checked)."""
+LEARNING_MODES = ("learn", "frozen", "off")
+
+
 def check(config: RunConfig) -> None:
-    """What no single field can check: the game exists, and a map game names its roles."""
+    """What field types cannot say: values in range, the game exists, and a map game names
+    the roles of its actions."""
+    for key, least in MINIMUMS.items():
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is not None and value < least:
+            raise ConfigError(f"'{key}' must be at least {least}, got {value}")
+    if config.learning not in LEARNING_MODES:
+        raise ConfigError(f"'learning' must be one of {', '.join(LEARNING_MODES)}, "
+                          f"got {config.learning!r}")
     if config.game is None:
         raise ConfigError(f"missing key 'game' (one of: {', '.join(sorted(GAMES))})")
     try:
@@ -269,6 +295,11 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
     node[last] = value
+
+
+def _where(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def _first_line(err: Exception) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +127,26 @@ def cmd_guardrails(args: argparse.Namespace) -> int:
             data = json.dumps([dict(e.body, version=e.version) for e in k.current(KIND)],
                               indent=2)
             if args.output:
-                Path(args.output).write_text(data + "\n")
+                _write_atomic(Path(args.output), data + "\n")
                 print(f"wrote {args.output}")
             else:
                 print(data)
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a failed export leaves an older file as it was)."""
+    if path.is_dir():
+        raise InspectError(f"{path} is a folder: give a file name for the export")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise InspectError(f"cannot write {path}: {err.strerror or err}; "
+                           "pass another --output") from None
 
 
 def _print_fields(body: dict[str, Any], version: int, skip: set[str] = frozenset()) -> None:

@@ -78,6 +78,7 @@ class Agent:
         planner: Planner | None = None,
         env: gym.Env | None = None,
         game: Game | None = None,
+        run_id: str | None = None,
     ):
         self.config = config
         self.store = store
@@ -93,7 +94,7 @@ class Agent:
         self.kit: Kit = make_kit(self.game, env, config, self.learner, self.rng)
         self.learner.rules = self.kit.rules
         self.planner = planner or self.kit.planner()
-        self.run_id = uuid.uuid4().hex[:8]
+        self.run_id = run_id or new_run_id()
         """Part of every episode's name: episodes of different runs never share one."""
 
     def close(self) -> None:
@@ -118,9 +119,9 @@ class Agent:
         started = time.perf_counter()
         try:
             result = self._play(seed, index, episode, recorder, on_step)
-        except BaseException:
+        except BaseException as err:
             if recorder is not None:
-                recorder.close("error")
+                recorder.close(end_reason(err))
             raise
         if recorder is not None:
             recorder.close(result.end)
@@ -178,6 +179,19 @@ class Agent:
                 "game": self.game.name, "versions": self.game.versions(),
                 "action_names": list(getattr(self.env, "action_names", []) or []),
                 "reset_options": self.game.reset_options(seed, index)}
+
+
+def end_reason(err: BaseException) -> str:
+    """How an episode that raised ``err`` ended, as its recording says it: ``interrupted``
+    (Ctrl-C, SIGTERM), the exception's own ``end_reason`` (a kill switch says ``killed``),
+    else ``error: <type>``."""
+    if isinstance(err, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    return getattr(err, "end_reason", None) or f"error: {type(err).__name__}"
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
 
 
 def _game_options(config: RunConfig) -> dict[str, Any]:

@@ -68,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the timeline of a recorded episode (attempts and their diagnoses) "
                     "and optionally write it as a GIF.")
     replay.add_argument("episode", help="an episode directory written by 'cairn run'")
-    replay.add_argument("--gif", help="write the frames to this GIF file")
-    replay.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
+    replay.add_argument("--gif", metavar="FILE",
+                        help="write the frames to FILE: a .gif (or a .mp4 or .avi video) in a "
+                             "folder that exists; a file already there is replaced only once "
+                             "the new one is complete")
+    replay.add_argument("--fps", type=int, default=15,
+                        help="frames per second of the GIF, a positive whole number "
+                             "(default: 15)")
     replay.set_defaults(func=cmd_replay)
     add_commands(sub)
     return parser
@@ -179,22 +184,70 @@ def print_table(results, score, run_dir: Path | None) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from cairn.experience.recording import RecordingError, export_video, load_episode
+    import os
+
+    from cairn.experience.recording import (
+        RecordingError,
+        check_video_args,
+        export_video,
+        load_episode,
+    )
+
+    # Everything the user typed is checked before the episode is read or anything printed.
+    _positive("fps", args.fps)
+    out = Path(args.gif) if args.gif is not None else None
+    if out is not None:
+        try:
+            check_video_args(out, args.fps)
+        except ValueError as err:
+            raise UserError(f"--gif {args.gif}: {err}") from None
+        folder = out.parent
+        if not folder.exists():
+            raise UserError(f"--gif {args.gif}: folder {folder} does not exist; create it "
+                            "first or write somewhere else")
+        if not folder.is_dir():
+            raise UserError(f"--gif {args.gif}: {folder} is a file, not a folder; "
+                            "write somewhere else")
+        if out.is_dir():
+            raise UserError(f"--gif {args.gif}: that is a folder; give a file name, "
+                            f"e.g. {out / 'episode.gif'}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"--gif {args.gif}: no permission to write in {folder}; "
+                            "choose a folder you can write to")
 
     try:
-        episode = load_episode(Path(args.episode))
+        episode = load_episode(Path(args.episode), salvage=True)
     except RecordingError as err:
         raise UserError(str(err)) from None
-    status = "finished" if episode.finished else "unfinished (marked truncated)"
-    print(f"{args.episode}: {len(episode.actions)} steps, {len(episode.attempts)} attempts, "
-          f"{status}")
+    if not len(episode.frames):
+        if episode.faults:
+            raise UserError(f"{args.episode}: nothing readable to replay: {episode.faults[0]}")
+        raise UserError(f"{args.episode}: nothing to replay: the run was killed before it "
+                        "recorded the episode's first frame; replay another episode")
+    steps = len(episode.actions)
+    if episode.finished:
+        status = "finished"
+    elif episode.metadata["finished"]:
+        status = "finished, but damaged (the last readable step marked truncated)"
+    else:
+        status = "unfinished (marked truncated)"
+    print(f"{args.episode}: {steps} steps, {len(episode.attempts)} attempts, {status}")
+    for fault in episode.faults:
+        print(f"  damaged: {fault}")
+    if episode.dropped_attempts:
+        print(f"  not shown: {episode.dropped_attempts} attempt(s) reaching past step {steps}, "
+              "the last readable one")
     for t in episode.attempts:
         d = t.diagnosis
         deltas = " ".join(f"{k}{v:+d}" for k, v in sorted(d.counter_deltas.items()))
         print(f"  steps {t.step_start:>5}-{t.step_end:<5} {t.subgoal.key:<28} "
               f"{d.cause:<20} progress {d.progress:.2f}  {deltas}")
-    if args.gif:
-        export_video(episode, Path(args.gif), fps=args.fps)
+    if out is not None:
+        try:
+            export_video(episode, out, fps=args.fps)
+        except OSError as err:
+            raise UserError(f"--gif {args.gif}: cannot write it ({err.strerror or err}); "
+                            "choose a folder you can write to") from None
         print(f"wrote {args.gif}")
     return 0
 

@@ -2,6 +2,11 @@
 
 Entries are JSON bodies keyed by (kind, key). Writing an entry whose body or status
 differs from the current one adds a new version; the old versions stay for the history.
+
+Several processes may write one store's knowledge at once (two runs distilling the same
+skill): each write reads the newest version and writes the next one inside one
+``BEGIN IMMEDIATE`` transaction, so versions stay consecutive, and a body another process
+has just written as the newest version is not written again.
 """
 
 from __future__ import annotations
@@ -9,8 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from cairn.experience.store_schema import BUSY_TIMEOUT_S, StoreError, write_error
 
 
 @dataclass
@@ -36,8 +46,48 @@ ORDER BY key"""
 class Knowledge:
     """Reads and writes tier-3 entries on an open store connection."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None,
+                 timeout: float = BUSY_TIMEOUT_S, writable: bool = True):
         self._conn = conn
+        self._path = path
+        self._timeout = timeout
+        self._writable = writable
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction that holds the store's write lock from the first read on
+        (a savepoint when the caller already has a transaction open)."""
+        conn = self._conn
+        if not self._writable:
+            raise StoreError(f"{self._store_path()} was opened read-only; open it with "
+                             "writable=True to write skills or guardrails")
+        try:
+            if conn.in_transaction:
+                conn.execute("SAVEPOINT knowledge")
+                try:
+                    yield
+                    conn.execute("RELEASE knowledge")
+                except BaseException:
+                    conn.execute("ROLLBACK TO knowledge")
+                    conn.execute("RELEASE knowledge")
+                    raise
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            error = write_error(exc, self._store_path(), self._timeout)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _store_path(self) -> Path:
+        return self._path or Path(self._conn.execute("PRAGMA database_list").fetchone()[2])
 
     def put(self, kind: str, key: str, status: str, body: dict[str, Any],
             subgoal: str = "", trigger: str = "", identity: tuple[str, ...] | None = None
@@ -47,7 +97,16 @@ class Knowledge:
         A new version is written when the status or the body changes; with ``identity``
         (the body's fields that say what the entry *is*), a change confined to the other
         fields (statistics, evidence lists) updates the current version in place instead.
+        The newest version is read and the next one written in one immediate transaction.
         """
+        current = self.get(kind, key)  # unchanged: nothing to write, no write lock to take
+        if current is not None and current.status == status and current.body == body:
+            return current.version
+        with self._writing():
+            return self._put(kind, key, status, body, subgoal, trigger, identity)
+
+    def _put(self, kind: str, key: str, status: str, body: dict[str, Any], subgoal: str,
+             trigger: str, identity: tuple[str, ...] | None) -> int:
         current = self.get(kind, key)
         if current is not None and current.status == status:
             if current.body == body:
@@ -83,12 +142,13 @@ class Knowledge:
 
     def set_status(self, kind: str, key: str, status: str) -> Entry:
         """Write a new version with another status; KeyError if there is no such entry."""
-        current = self.get(kind, key)
-        if current is None:
-            raise KeyError(key)
-        body = dict(current.body, status=status)
-        self.put(kind, key, status, body, current.subgoal, current.trigger)
-        return self.get(kind, key)
+        with self._writing():
+            current = self.get(kind, key)
+            if current is None:
+                raise KeyError(key)
+            body = dict(current.body, status=status)
+            self._put(kind, key, status, body, current.subgoal, current.trigger, None)
+            return self.get(kind, key)
 
 
 def _entry(row: tuple) -> Entry:

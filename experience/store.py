@@ -1,7 +1,10 @@
 """The experience store: every attempt (tier 1) and rolling statistics (tier 2) in SQLite.
 
 One file, WAL mode, so one process can write while others read, and a killed run leaves
-every committed batch readable. The schema and its migrations live in ``store_schema``.
+every committed batch readable. Any number of processes may open, create and write one store
+at once: every write is one ``BEGIN IMMEDIATE`` transaction that waits (up to a busy
+timeout) for the others. The schema, its migrations and how a file is opened and checked
+live in ``store_schema``.
 
 Hot paths, measured in ``bench/store.py``:
 
@@ -30,9 +33,16 @@ from typing import Any, overload
 
 from cairn.experience.knowledge import Knowledge
 from cairn.experience.records import ExperienceTuple
-from cairn.experience.store_schema import SCHEMA_VERSION, StoreError, connect
+from cairn.experience.store_schema import (
+    BUSY_TIMEOUT_S,
+    SCHEMA_VERSION,
+    StoreError,
+    connect,
+    write_error,
+)
 
-__all__ = ["ExperienceStore", "Hits", "StoreError", "SubgoalStats", "SCHEMA_VERSION"]
+__all__ = ["ExperienceStore", "Hits", "StoreError", "SubgoalStats", "SCHEMA_VERSION",
+           "BUSY_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +240,21 @@ class _Names:
 class ExperienceStore:
     """Tier 1 (every attempt, append-only) and tier 2 (per-subgoal statistics) of experience.
 
-    ``ExperienceStore(path)`` creates the file or opens (and migrates) an existing store;
-    an unusable file raises :class:`StoreError`. Use it as a context manager or ``close()``.
+    ``ExperienceStore(path)`` creates the file (and missing folders) or opens (and migrates)
+    an existing store, and refuses at once a store it could not write to (read-only file or
+    folder), so a run fails before it plays. ``ExperienceStore(path, writable=False)`` only
+    reads: it creates, migrates and writes nothing, and reads a store in a read-only folder.
+    ``timeout`` is how many seconds to wait for another process's lock; ``created`` tells
+    whether this open created the store. An unusable file raises :class:`StoreError` with
+    one line naming the file and what to do. Use it as a context manager or ``close()``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, writable: bool = True,
+                 timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
-        self._conn = connect(self.path)
+        self.writable = writable
+        self.timeout = timeout
+        self._conn, self.created = connect(self.path, writable, timeout)
         self._episodes = _Names(self._conn, "episodes", "name")
         self._subgoals = _Names(self._conn, "subgoals", "key")
         self._tags = _Names(self._conn, "tags", "name")
@@ -264,14 +282,24 @@ class ExperienceStore:
         encoded = [_encode_tuple(t) for t in ts]  # before the lock: an encoding error
         if not encoded:  # leaves nothing behind
             return []
+        if not self.writable:
+            raise StoreError(f"{self.path} was opened read-only; open it with writable=True "
+                             "to add attempts")
         pending: tuple[dict[str, int], ...] = ({}, {}, {})
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            ids = self._write(encoded, pending)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = self._write(encoded, pending)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            error = write_error(exc, self.path, self.timeout)
+            if error is None:
+                raise
+            raise error from exc
         for names, new in zip((self._episodes, self._subgoals, self._tags), pending,
                               strict=True):
             names.commit(new)
@@ -354,7 +382,7 @@ class ExperienceStore:
     @property
     def knowledge(self) -> Knowledge:
         """Tier 3: skills and guardrails, versioned."""
-        return Knowledge(self._conn)
+        return Knowledge(self._conn, self.path, self.timeout, self.writable)
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM attempts").fetchone()[0]

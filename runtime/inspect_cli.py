@@ -53,14 +53,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     guards.set_defaults(func=cmd_guardrails)
 
 
-def _open(path: str):
+def _open(path: str, writable: bool = False):
+    """The store to inspect: read-only unless the command changes it, so listing a store
+    someone may not write (or one being written by a run) works."""
     from cairn.experience.store import ExperienceStore, StoreError
 
     if not Path(path).is_file():
         raise InspectError(f"no experience store at {path} (run 'cairn run' first or pass "
                            "--store)")
     try:
-        return ExperienceStore(path)
+        return ExperienceStore(path, writable=writable)
     except StoreError as err:
         raise InspectError(str(err)) from None
 
@@ -95,7 +97,7 @@ def cmd_skills(args: argparse.Namespace) -> int:
 def cmd_guardrails(args: argparse.Namespace) -> int:
     from cairn.guardrails.store import KIND
 
-    with _open(args.store) as store:
+    with _open(args.store, writable=args.action in ("disable", "enable")) as store:
         k = store.knowledge
         if args.action == "list":
             entries = k.current(KIND)

@@ -32,6 +32,8 @@ from tests.experience.recorded_episodes import (
     record,
 )
 
+pytestmark = pytest.mark.fault
+
 
 @pytest.fixture(scope="module")
 def played() -> dict:

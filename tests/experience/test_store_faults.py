@@ -218,6 +218,8 @@ def test_many_processes_creating_one_store_at_once_all_succeed(tmp_path, start):
 
 HOLD = """
 import sqlite3, sys, time
+
+pytestmark = pytest.mark.fault
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 for statement in sys.argv[3:]:
     conn.execute(statement)

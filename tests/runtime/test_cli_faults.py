@@ -8,6 +8,8 @@ import pytest
 
 from cairn.runtime.cli import main
 
+pytestmark = pytest.mark.fault
+
 MAP = "game: crafter\nactions: {noop: noop, interact: do, moves: {move_up: [-1, 0]}}\n"
 
 

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cairn.experience.store import ExperienceStore
+
+pytestmark = pytest.mark.fault
 
 ROOT = Path(__file__).resolve().parents[2]
 

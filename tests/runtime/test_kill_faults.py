@@ -15,6 +15,8 @@ import pytest
 
 from cairn.experience.store import ExperienceStore
 
+pytestmark = pytest.mark.fault
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "crafter.yaml"
 

@@ -26,6 +26,8 @@ from tests.experience.recorded_episodes import (
     record,
 )
 
+pytestmark = pytest.mark.fault
+
 _SCRIPT = Path(sys.executable).with_name("cairn")
 CAIRN = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "cairn.runtime.cli"]
 

@@ -28,23 +28,35 @@ class BoardGame(Game):
 
     @contextlib.contextmanager
     def open(self) -> Iterator[gym.Env]:
-        from cairn.envs.desktop import DesktopError, virtual_display
+        """The game's env, on a private Xvfb if ``board.xvfb``; everything it started is
+        stopped when the block ends, however it ends.
+
+        The stop signals (SIGTERM unwinds like Ctrl-C, SIGUSR1 is the kill switch) are taken
+        before the display or the game is started, and one kill-switch latch spans the whole
+        run, so a SIGUSR1 while the size probe or the display starts stops the run too. The
+        kill switch and SIGTERM pass through as themselves (:class:`KillSwitch`,
+        :class:`Terminated`): they are how the run was stopped, not a bad config.
+        """
+        from cairn.envs.desktop import DesktopError, KillSwitch, virtual_display
+        from cairn.envs.x11 import run_latch, stop_signals
 
         display = virtual_display() if self.options.get("xvfb") else contextlib.nullcontext()
         try:
-            with display:
+            with stop_signals(), run_latch(), display:
                 env = self.make_env()
                 try:
                     self._ensure_goal(env)
                     yield env
                 finally:
                     env.close()
+        except KillSwitch:
+            raise
         except DesktopError as err:
             raise GameError(str(err)) from None
 
     def make_env(self) -> gym.Env:
         """A DesktopEnv; without ``size``, the game's own window size on the first board."""
-        from cairn.envs.desktop import DesktopEnv, DesktopError
+        from cairn.envs.desktop import DesktopEnv, DesktopError, KillSwitch
 
         kwargs = dict(self.env_kwargs)
         command = kwargs.pop("command", None)
@@ -55,11 +67,15 @@ class BoardGame(Game):
                 return DesktopEnv(command, **dict(kwargs, size=tuple(kwargs["size"])))
             first = self.board_id(int(self.options.get("seed", 0)), 0)
             probe = DesktopEnv([a.replace("{board}", first) for a in command], **kwargs)
-            size = probe.size
-            probe.close()
+            try:
+                size = probe.size
+            finally:
+                probe.close()
             return DesktopEnv(command, size=size, **kwargs)
         except TypeError as err:
             raise GameError(f"env.kwargs: {err}") from None
+        except KillSwitch:
+            raise
         except DesktopError as err:
             raise GameError(f"cannot open the game: {err}") from None
 

@@ -21,7 +21,15 @@ current screen rectangle as well, and screen corners (pyautogui's fail-safe poin
 **Kill switch**: ``kill -USR1 <pid>``, creating ``kill_file`` (default
 ``$CAIRN_DESKTOP_KILL_FILE``), or moving the mouse into a screen corner (pyautogui's fail-safe,
 which stays on) stops the run: every held key and button is released and the current or next
-``step`` raises :class:`KillSwitch`; the env refuses to act again until it is closed.
+``step`` (or ``reset``, or the launch in progress) raises :class:`KillSwitch`, whose message
+says which of the three it was; the env refuses to act again until it is closed. SIGUSR1 is
+handled from the moment the env (or :func:`virtual_display`) is created, before any process
+is started, and a SIGUSR1 while a run is starting stops the run's next env
+(``cairn.envs.x11``).
+
+**Processes**: the game is started so that it dies with this process however that ends
+(SIGKILL included), and SIGTERM unwinds like Ctrl-C (:class:`Terminated`), so ``close`` runs
+and stops it; see ``cairn.envs.x11``.
 
 After each action the env waits until the frame settles (unchanged for ``settle_quiet`` s once
 it changed, or for ``settle_idle`` s if it never changed, at most ``settle_timeout`` s) so the
@@ -39,12 +47,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -54,6 +58,27 @@ from typing import Any
 import cv2
 import gymnasium as gym
 import numpy as np
+
+from cairn.envs.x11 import (
+    DesktopError,
+    KillLatch,
+    Terminated,
+    Window,
+    check_terminated,
+    hold_stop_signals,
+    listen,
+    private_display,
+    release_stop_signals,
+    spawn,
+    stop,
+    unlisten,
+    virtual_display,
+    xdotool_search,
+)
+
+__all__ = ["ACTION_KINDS", "BUTTONS", "DesktopEnv", "DesktopError", "KillSwitch", "Terminated",
+           "click", "double_click", "drag", "key", "middle_click", "mouse_click", "right_click",
+           "type_text", "virtual_display"]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +90,19 @@ BUTTONS = {"click": "left", "right_click": "right", "middle_click": "middle"}
 MAX_TEXT = 64
 
 
-class DesktopError(RuntimeError):
-    """The desktop or the game window cannot be used; the message says what to do."""
-
-
 class KillSwitch(DesktopError):
-    """The operator stopped the run (SIGUSR1, the kill file, or the fail-safe corner)."""
+    """The operator stopped the run: SIGUSR1, the kill file, or the mouse in a screen corner.
+
+    The message says which; ``trigger`` names it for code (``"signal"``, ``"kill_file"``,
+    ``"fail_safe"``), and ``end_reason`` is what a recording of the episode it stopped says
+    (the loop reads it), so a killed episode is never mistaken for one that ended normally.
+    """
+
+    end_reason = "killed"
+
+    def __init__(self, reason: str, trigger: str):
+        super().__init__(f"run stopped by the kill switch: {reason}")
+        self.trigger = trigger
 
 
 def click(x: int, y: int) -> dict[str, Any]:
@@ -133,49 +165,6 @@ def _import_gui():
     return pyautogui, xdisplay
 
 
-class _Window:
-    """One X window: its screen rectangle, focus, and whether it still exists."""
-
-    def __init__(self, display, wid: int):
-        from Xlib import error as xerror
-
-        self._errors = (xerror.BadWindow, xerror.BadDrawable, xerror.BadMatch)
-        self.display, self.id = display, wid
-        self.win = display.create_resource_object("window", wid)
-        self.root = display.screen().root
-
-    def rect(self) -> tuple[int, int, int, int] | None:
-        """(left, top, width, height) on screen, or None once the window is gone."""
-        try:
-            geom = self.win.get_geometry()
-            pos = self.root.translate_coords(self.win, 0, 0)
-            attrs = self.win.get_attributes()
-        except self._errors:
-            return None
-        if attrs.map_state == 0:  # IsUnmapped: the game hid or is tearing down its window
-            return None
-        return int(pos.x), int(pos.y), int(geom.width), int(geom.height)
-
-    def configure(self, **kw: int) -> None:
-        self.win.configure(**kw)
-        self.display.sync()
-
-    def focus(self) -> None:
-        from Xlib import X
-
-        try:
-            self.win.set_input_focus(X.RevertToParent, X.CurrentTime)
-            self.display.sync()
-        except self._errors:
-            pass  # gone: the next rect() reports it
-
-
-def _xdotool_search(args: Sequence[str]) -> list[int]:
-    out = subprocess.run(["xdotool", "search", "--onlyvisible", *args],
-                         capture_output=True, text=True, timeout=5)
-    return [int(w) for w in out.stdout.split()]
-
-
 class DesktopEnv(gym.Env[np.ndarray, dict]):
     """A game window on an X display; see the module docstring for actions and guarantees."""
 
@@ -201,12 +190,6 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
             raise DesktopError("give a command to launch, or a window_title / window_id to attach")
         if command is not None and not shutil.which("xdotool"):
             raise DesktopError("xdotool is not installed (apt-get install xdotool)")
-        self._gui, xdisplay = _import_gui()
-        import mss
-
-        self._mss = getattr(mss, "MSS", mss.mss)()
-        self._screenshot_error = mss.exception.ScreenShotError
-        self._display = xdisplay.Display()
         self.command = list(command) if command is not None else None
         self.window_title, self.window_id = window_title, window_id
         self.position, self.launch_timeout = position, launch_timeout
@@ -217,18 +200,35 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
         self.render_mode = render_mode
         kill_file = kill_file or os.environ.get("CAIRN_DESKTOP_KILL_FILE")
         self.kill_file = Path(kill_file) if kill_file else None
+        self._closed, self._display, self._mss = False, None, None
         self._proc: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
-        self._window: _Window | None = None
+        self._window: Window | None = None
         self._frame: np.ndarray | None = None
-        self._ended, self._killed, self._steps = True, False, 0
+        self._ended, self._steps = True, 0
         self._launched_args: list[str] | None = None
         self._pristine = False
-        self._prev_handler = None
-        self._install_signal()
-        if size is None:  # measure the window once; a fresh probe is reused by the first reset
-            self._open(self._format({"seed": 0}))
-            size = self._window.rect()[2:]
+        self._latch, self._kill_logged = KillLatch(), False
+        # SIGUSR1 and SIGTERM are handled from here on, before the game is started; whatever
+        # goes wrong below (a failed launch, the kill switch, SIGTERM), close() undoes it.
+        hold_stop_signals()
+        listen(self._latch)
+        try:
+            self._check_kill()
+            self._gui, xdisplay = _import_gui()
+            import mss
+
+            self._mss = getattr(mss, "MSS", mss.mss)()
+            self._screenshot_error = mss.exception.ScreenShotError
+            self._xdisplay = xdisplay
+            self._display = xdisplay.Display()
+            if size is None:  # measure the window once; a fresh probe is reused by the 1st reset
+                self._open(self._format({"seed": 0}))
+                size = self._window.rect()[2:]
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the first error, not close()'s
+                self.close()
+            raise
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
         self.observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
@@ -258,16 +258,44 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
                                     "pid": self._proc.pid if self._proc else None}
 
     def close(self) -> None:
-        if self._display is None:
+        """Release held inputs, stop the game, give the signal handlers back; idempotent.
+
+        ``close`` often runs because Ctrl-C or SIGTERM raised in the middle of an X request,
+        which leaves python-xlib's connection waiting forever for a reply it will never
+        read: inputs are released over a fresh connection, and the old one is shut without
+        another request. The game is stopped even if the display is already gone."""
+        if self._closed:
             return
-        self._release_all()
-        self._stop_game()
-        if self._prev_handler is not None:
-            signal.signal(signal.SIGUSR1, self._prev_handler)
-            self._prev_handler = None
-        self._mss.close()
-        self._display.close()
-        self._display = None
+        self._closed = True
+        try:
+            if self._display is not None:
+                self._release_on_fresh_connection()
+        finally:
+            self._stop_game()
+            if self._mss is not None:
+                self._mss.close()  # libX11 through ctypes: never left mid-request
+            if self._display is not None:
+                self._display.display.close_internal("client")  # no flush: it may be stuck
+                self._display = None
+            unlisten(self._latch)
+            release_stop_signals()
+
+    def _release_on_fresh_connection(self) -> None:
+        from Xlib import error as xerror
+
+        gone = (xerror.DisplayError, xerror.ConnectionClosedError, OSError)
+        try:
+            fresh = self._xdisplay.Display()
+        except gone as err:  # the X server is gone: nothing is held any more
+            log.debug("no X connection to release inputs on: %s", err)
+            return
+        try:
+            self._release_all(fresh)
+        except gone as err:
+            log.debug("the X server went away while inputs were released: %s", err)
+        finally:
+            with contextlib.suppress(*gone):
+                fresh.close()
 
     def observe(self) -> np.ndarray:
         """Grab the window now without acting (e.g. to watch an animation play out)."""
@@ -303,10 +331,15 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
         try:
             refusal = self._act(action, rect)
         except self._gui.FailSafeException as err:
-            self._trip(f"pyautogui fail-safe: {err}")
-            raise KillSwitch("the mouse reached a screen corner (fail-safe): run stopped") from err
-        finally:
+            self._latch.trip("the mouse reached a screen corner (pyautogui's fail-safe)",
+                             "fail_safe")
+            self._check_kill(cause=err)  # releases held inputs, raises KillSwitch
+        except Exception:
             self._release_all()
+            raise
+        # Ctrl-C or SIGTERM may have cut an X request short: close() releases the inputs
+        # over a fresh connection, as this one may never answer again.
+        self._release_all()
         self._steps += 1
         if refusal:
             info.update(refused=True, reason=refusal, settled=True)
@@ -429,36 +462,45 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
         self._launched_args, self._pristine = args, True
         if args is None:
             self._window = self._find(lambda: [self.window_id] if self.window_id is not None
-                                      else _xdotool_search(["--name", self.window_title]))
+                                      else xdotool_search(["--name", self.window_title]))
             return
         log.info("launching %s", args)
         try:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+            self._proc = spawn(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
         except OSError as err:
             raise DesktopError(f"cannot launch {args[0]!r}: {err}") from err
-        self._finalizer = weakref.finalize(self, _terminate, self._proc)
+        self._finalizer = weakref.finalize(self, stop, self._proc)
         search = (["--name", self.window_title] if self.window_title
                   else ["--pid", str(self._proc.pid)])
-        self._window = self._find(lambda: _xdotool_search(search))
+        self._window = self._find(lambda: xdotool_search(search))
 
-    def _find(self, search) -> _Window:
+    def _find(self, search) -> Window:
         """Poll for the window until ``launch_timeout``; the largest visible match wins."""
         deadline = time.monotonic() + self.launch_timeout
         while time.monotonic() < deadline:
+            self._check_kill()
             if self._proc is not None and self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace").strip()[-500:]
                 raise DesktopError(f"{self.command[0]} exited with code {self._proc.returncode} "
                                    f"before opening a window: {err or 'no error output'}")
-            found = [(r[2] * r[3], w) for w in (_Window(self._display, i) for i in search())
+            found = [(r[2] * r[3], w) for w in (Window(self._display, i) for i in search())
                      if (r := w.rect()) is not None]
             if found:
                 return max(found, key=lambda f: f[0])[1]
             time.sleep(0.05)
         what = self.command or f"title {self.window_title!r} / id {self.window_id}"
         self._stop_game()
-        raise DesktopError(f"no visible window for {what} after {self.launch_timeout:.0f}s; "
-                           f"is DISPLAY={os.environ.get('DISPLAY')} the right display?")
+        message = f"no visible window for {what} after {self.launch_timeout:g} s"
+        display = os.environ.get("DISPLAY")
+        if display is not None and display == private_display():
+            # Cairn's own Xvfb: the display is right by construction; the window is missing.
+            message += f" on the private Xvfb Cairn started ({display})"
+            if self.command:
+                message += "; does the command open a window?"
+        else:  # the user's display: it may be the wrong one
+            message += f"; is DISPLAY={display} the right display?"
+        raise DesktopError(message)
 
     def _fit_window(self) -> None:
         """Move/resize a launched window to ``position``/``size`` and wait until it is so."""
@@ -473,6 +515,7 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
             want.update(x=self.position[0], y=self.position[1])
         deadline = time.monotonic() + self.launch_timeout
         while (rect := self._window.rect()) is not None and time.monotonic() < deadline:
+            self._check_kill()
             if rect[2:] == self.size and (self.position is None or rect[:2] == self.position):
                 return
             self._window.configure(**want)
@@ -487,114 +530,51 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
 
     # -- inputs held and the kill switch ------------------------------------------------------
 
-    def _release_all(self) -> None:
-        """Release every key and button the X server reports held (bypasses the fail-safe)."""
-        if self._display is None:
+    def _release_all(self, display: Any = None) -> None:
+        """Release every key and button the X server reports held (bypasses the fail-safe),
+        over ``display`` (default: the env's own connection)."""
+        if display is None:
+            display = self._display
+        if display is None:
             return
         from Xlib import X
         from Xlib.ext import xtest
 
-        pointer = self._display.screen().root.query_pointer()
+        pointer = display.screen().root.query_pointer()
         for button, mask in enumerate((X.Button1Mask, X.Button2Mask, X.Button3Mask), start=1):
             if pointer.mask & mask:
-                xtest.fake_input(self._display, X.ButtonRelease, button)
-        keymap = self._display.query_keymap()
+                xtest.fake_input(display, X.ButtonRelease, button)
+        keymap = display.query_keymap()
         for byte, bits in enumerate(keymap):
             for bit in range(8):
                 if bits & (1 << bit):
-                    xtest.fake_input(self._display, X.KeyRelease, byte * 8 + bit)
-        self._display.sync()
+                    xtest.fake_input(display, X.KeyRelease, byte * 8 + bit)
+        display.sync()
 
-    def _install_signal(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._prev_handler = signal.signal(signal.SIGUSR1, self._on_signal)
+    @property
+    def _killed(self) -> bool:
+        """Whether the kill switch has stopped this env (setting False re-arms it: tests)."""
+        return self._latch.reason is not None
 
-    def _on_signal(self, signum, frame) -> None:
-        self._killed = True  # acted on between primitives, within a few milliseconds
-        if callable(self._prev_handler):
-            self._prev_handler(signum, frame)
+    @_killed.setter
+    def _killed(self, value: bool) -> None:
+        if not value:
+            self._latch.reason = self._latch.trigger = None
+        else:
+            self._latch.trip("stopped by the program", "program")
 
-    def _check_kill(self) -> None:
-        if self.kill_file is not None and self.kill_file.exists():
-            self._killed = True
-        if self._killed:
-            self._trip("kill switch")
-            raise KillSwitch("kill switch (SIGUSR1 or kill file): run stopped; close the env")
-
-    def _trip(self, why: str) -> None:
-        log.warning("desktop run stopped: %s", why)
-        self._killed, self._ended = True, True
+    def _check_kill(self, cause: BaseException | None = None) -> None:
+        """Raise :class:`KillSwitch` once any of its three triggers has fired, and
+        :class:`Terminated` after a SIGTERM (again, in case its first raise was lost)."""
+        check_terminated()
+        if self._latch.reason is None and self.kill_file is not None and self.kill_file.exists():
+            self._latch.trip(f"the kill file {self.kill_file} exists (delete it to run again)",
+                             "kill_file")
+        if self._latch.reason is None:
+            return
+        if not self._kill_logged:
+            log.info("desktop run stopped by the kill switch: %s", self._latch.reason)
+            self._kill_logged = True
+        self._ended = True
         self._release_all()
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=2)
-    if proc.stderr:
-        proc.stderr.close()
-
-
-_shared_display: dict[str, Any] = {}
-
-
-@contextlib.contextmanager
-def virtual_display(size: tuple[int, int] = (1024, 768)):
-    """Run a private Xvfb and point ``$DISPLAY`` at it (for tests and benches).
-
-    pyautogui binds to ``$DISPLAY`` at import, so one process must keep one display: nested
-    and repeated uses share the first server, which stops when the last use ends.
-    """
-    if not _shared_display:
-        if "pyautogui" in sys.modules:
-            raise DesktopError("pyautogui is already bound to another display in this process; "
-                               "use one virtual_display for the whole run")
-        if not shutil.which("Xvfb"):
-            raise DesktopError("Xvfb is not installed (apt-get install xvfb)")
-        read, write = os.pipe()
-        proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-nolisten", "tcp",
-                                 "-screen", "0", f"{size[0]}x{size[1]}x24"], pass_fds=(write,),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(write)
-        number = _read_display_number(read, proc)
-        (Path.home() / ".Xauthority").touch()  # pyautogui's Xlib refuses to start without it
-        _shared_display.update(proc=proc, users=0, old=os.environ.get("DISPLAY"))
-        os.environ["DISPLAY"] = f":{number}"
-    _shared_display["users"] += 1
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
-        _shared_display["users"] -= 1
-        if _shared_display["users"] == 0:
-            _terminate(_shared_display["proc"])
-            if _shared_display["old"] is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = _shared_display["old"]
-            _shared_display.clear()
-
-
-def _read_display_number(fd: int, proc: subprocess.Popen, timeout: float = 10.0) -> str:
-    """Xvfb writes "N\n" to -displayfd when it accepts connections; wait for its socket too."""
-    deadline, text = time.monotonic() + timeout, b""
-    try:
-        while not text.endswith(b"\n") and time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.1)[0]:
-                chunk = os.read(fd, 16)
-                if not chunk:
-                    break
-                text += chunk
-    finally:
-        os.close(fd)
-    number = text.decode().strip()
-    sock = Path(f"/tmp/.X11-unix/X{number}")
-    while number and not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not number or not sock.exists():
-        _terminate(proc)
-        raise DesktopError(f"Xvfb did not start within {timeout:.0f} s")
-    return number
+        raise KillSwitch(self._latch.reason, self._latch.trigger) from cause

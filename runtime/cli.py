@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cairn.envs.x11 import Terminated
 from cairn.runtime.config import ConfigError, RunConfig, load_config
 from cairn.runtime.inspect_cli import InspectError, add_commands
 
@@ -28,10 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0  # output piped into e.g. `head`, which stopped reading
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("cairn: interrupted; recordings and the store keep every completed step",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, Terminated) else 130
+    except Exception as err:
+        if getattr(err, "end_reason", None) != "killed":
+            raise
+        # An env's kill switch: the user stopped the run on purpose.
+        print(f"cairn: {err}; recordings and the store keep every completed step",
+              file=sys.stderr)
+        return 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,8 @@ from cairn.guardrails.store import GuardrailSet
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
 
+pytestmark = pytest.mark.fault
+
 FORK = multiprocessing.get_context("fork")
 NOBODY = 65534
 
@@ -219,7 +221,6 @@ def test_many_processes_creating_one_store_at_once_all_succeed(tmp_path, start):
 HOLD = """
 import sqlite3, sys, time
 
-pytestmark = pytest.mark.fault
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 for statement in sys.argv[3:]:
     conn.execute(statement)

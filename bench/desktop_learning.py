@@ -19,7 +19,7 @@ from pathlib import Path
 from cairn.envs import puzzle_goal
 from cairn.envs.game import make_game
 from cairn.envs.puzzle_goal import ensure_goal_picture
-from cairn.experience.recording import load_episode
+from cairn.experience.episodes import load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.cli import print_table
 from cairn.runtime.config import load_config

@@ -194,12 +194,8 @@ def print_table(results, score, run_dir: Path | None) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     import os
 
-    from cairn.experience.recording import (
-        RecordingError,
-        check_video_args,
-        export_video,
-        load_episode,
-    )
+    from cairn.experience.episodes import check_video_args, export_video, load_episode
+    from cairn.experience.recording import RecordingError
 
     # Everything the user typed is checked before the episode is read or anything printed.
     _positive("fps", args.fps)

@@ -14,13 +14,8 @@ import numpy as np
 import pytest
 
 from cairn.envs.crafter import CrafterEnv
-from cairn.experience.recording import (
-    EpisodeRecorder,
-    RecordingError,
-    export_video,
-    list_episodes,
-    load_episode,
-)
+from cairn.experience.episodes import export_video, list_episodes, load_episode
+from cairn.experience.recording import EpisodeRecorder, RecordingError
 from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
 
 REPO = Path(__file__).resolve().parents[2]

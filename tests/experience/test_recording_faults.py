@@ -16,12 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cairn.experience.recording import (
-    EpisodeRecorder,
-    RecordingError,
-    export_video,
-    load_episode,
-)
+from cairn.experience.episodes import export_video, load_episode
+from cairn.experience.recording import EpisodeRecorder, RecordingError
 from tests.experience.recorded_episodes import (
     HEADER,
     SPANS,

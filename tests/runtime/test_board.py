@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.experience.recording import load_episode
+from cairn.experience.episodes import load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import load_config
 from tests.desktop_fixtures import desktop_display  # noqa: F401  (a pytest fixture)

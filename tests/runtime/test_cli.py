@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cairn.experience.recording import list_episodes, load_episode
+from cairn.experience.episodes import list_episodes, load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.cli import main
 

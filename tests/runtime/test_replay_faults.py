@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.experience.recording import EpisodeRecorder, export_video
+from cairn.experience.episodes import export_video
+from cairn.experience.recording import EpisodeRecorder
 from tests.experience.recorded_episodes import (
     HEADER,
     flip_byte,

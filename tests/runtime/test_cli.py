@@ -119,7 +119,7 @@ def test_a_config_with_an_action_the_env_lacks_is_refused(tmp_path, capsys):
 def test_a_run_killed_with_sigkill_leaves_a_recording_that_loads(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cairn.runtime.cli", "run", str(small_config(tmp_path)),
+        [sys.executable, "-m", "cairn.runtime", "run", str(small_config(tmp_path)),
          "--store", str(tmp_path / "exp.sqlite"), "--out", str(out), "--quiet",
          "--episodes", "20"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

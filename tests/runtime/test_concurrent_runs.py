@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_two_runs_on_one_store_keep_their_episodes_apart(tmp_path):
     store = tmp_path / "shared.sqlite"
     runs = [subprocess.Popen(
-        [sys.executable, "-m", "cairn.runtime.cli", "run", str(ROOT / "configs" / "crafter.yaml"),
+        [sys.executable, "-m", "cairn.runtime", "run", str(ROOT / "configs" / "crafter.yaml"),
          "--quiet", "--store", str(store), "--out", str(tmp_path / f"out{i}"), "--seed", "0",
          "--episodes", "2", "--max-steps", "60"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]

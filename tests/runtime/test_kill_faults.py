@@ -36,7 +36,7 @@ def test_sigkill_leaves_replayable_recordings_and_a_sound_store(tmp_path, kill_a
     70: in a later episode (episodes are cut at 30 steps)."""
     out, store = tmp_path / "runs", tmp_path / "exp.sqlite"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cairn.runtime.cli", "run", str(CONFIG), "--quiet",
+        [sys.executable, "-m", "cairn.runtime", "run", str(CONFIG), "--quiet",
          "--store", str(store), "--out", str(out), "--episodes", "20", "--max-steps", "30"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -74,3 +74,29 @@ def test_sigkill_leaves_replayable_recordings_and_a_sound_store(tmp_path, kill_a
         # The store is written before the recording: at most the attempt in progress is
         # stored but not yet recorded.
         assert opened.count() - len(recorded) in (0, 1)
+
+
+@pytest.mark.parametrize("when", ["starting", "playing"])
+def test_the_kill_switch_signal_stops_any_run_cleanly(tmp_path, when):
+    """SIGUSR1 stops a run of any game at once, while Python still loads it or mid-episode:
+    one line, exit status 3, and the episode's recording says it was killed."""
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cairn.runtime", "run", str(CONFIG), "--quiet",
+         "--store", str(tmp_path / "exp.sqlite"), "--out", str(out), "--episodes", "20"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if when == "starting":
+        time.sleep(0.15)
+    else:
+        deadline = time.monotonic() + 60
+        while steps_written(out) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "run stopped by the kill switch: signal SIGUSR1" in lines[0]
+    ends = [json.loads(m.read_text())["end_reason"]
+            for m in sorted(out.glob("*/episode-*/meta.json"))]
+    if when == "playing":
+        assert ends and ends.count("killed") == 1 and ends[-1] == "killed"

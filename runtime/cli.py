@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay", help="play back a recorded episode",
-        description="Print the timeline of a recorded episode (attempts and their diagnoses) "
-                    "and optionally write it as a GIF.")
+        description="Print the timeline of a recorded episode (attempts and their diagnoses), "
+                    "optionally write it as a GIF, and optionally re-run it to check that "
+                    "it reproduces frame by frame.")
     replay.add_argument("episode", help="an episode directory written by 'cairn run'")
     replay.add_argument("--gif", metavar="FILE",
                         help="write the frames to FILE: a .gif (or a .mp4 or .avi video) in a "
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fps", type=int, default=15,
                         help="frames per second of the GIF, a positive whole number "
                              "(default: 15)")
+    replay.add_argument("--verify", action="store_true",
+                        help="play the recorded actions again on a fresh env from the recorded "
+                             "seed and report the first frame that differs (exit status 1)")
     replay.set_defaults(func=cmd_replay)
     add_commands(sub)
     return parser
@@ -253,7 +257,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise UserError(f"--gif {args.gif}: cannot write it ({err.strerror or err}); "
                             "choose a folder you can write to") from None
         print(f"wrote {args.gif}")
-    return 0
+    return _verify(args.episode, episode) if args.verify else 0
+
+
+def _verify(name: str, episode) -> int:
+    from cairn.runtime.replay import VerifyError, verify
+
+    try:
+        result = verify(episode)
+    except VerifyError as err:
+        raise UserError(f"{name}: cannot verify: {err}") from None
+    seed = episode.metadata.get("seed")
+    if result.diverged_at is None:
+        print(f"verified: {result.steps} steps re-run from seed {seed}, every frame identical")
+        return 0
+    print(f"diverges at frame {result.diverged_at} (0 is the reset frame), re-run from seed "
+          f"{seed}: {result.detail}")
+    return 1
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ import tempfile
 from pathlib import Path
 
 from cairn.envs import puzzle_goal
-from cairn.envs.game import make_game
 from cairn.envs.puzzle_goal import ensure_goal_picture
 from cairn.experience.episodes import load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.cli import print_table
 from cairn.runtime.config import load_config
-from cairn.runtime.loop import Agent, _game_options
+from cairn.runtime.loop import Agent
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIP_BOARDS = ["3x3:d074191345d1644c17058,648", "3x3:d074191345d1644c17058,810"]
@@ -49,9 +48,7 @@ def pattern_goal(config, path: Path, board: str | None = None) -> None:
     start board with the squares the game's own Solve fills (:mod:`cairn.envs.puzzle_goal`)."""
     board = board or config.board.ids[0]
     config.board.ids = [board]  # the window is sized for this board
-    game = make_game(config.game, config.env.kwargs,
-                     {**_game_options(config), "goal": None})
-    with game.open() as env:
+    with config.game_adapter().open() as env:
         ensure_goal_picture(path, env, board)
 
 

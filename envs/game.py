@@ -24,7 +24,6 @@ from importlib import metadata
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 FAMILIES = ("map", "board")
 
@@ -120,23 +119,22 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def adapter_class(name: str) -> type[Game]:
+    """The adapter class registered under ``name`` (its module is imported, the env is not
+    made)."""
+    if name not in GAMES:
+        raise GameError(f"unknown game '{name}' (known: {', '.join(sorted(GAMES))})")
+    module, _, cls = GAMES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_game(name: str, env_kwargs: dict[str, Any],
               options: dict[str, Any] | None = None) -> Game:
     """The adapter a config names."""
-    if name not in GAMES:
-        raise GameError(f"unknown game '{name}' (known: {', '.join(sorted(GAMES))})")
-    module, _, cls = GAMES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(env_kwargs, options)
+    return adapter_class(name)(env_kwargs, options)
 
 
 def game_family(name: str) -> str:
-    """The controller family of a registered game, without importing its dependencies."""
-    if name not in GAMES:
-        raise GameError(f"unknown game '{name}' (known: {', '.join(sorted(GAMES))})")
-    module, _, cls = GAMES[name].partition(":")
-    return getattr(importlib.import_module(module), cls).family
+    """The controller family of a registered game."""
+    return adapter_class(name).family
 
-
-def frame_shape(env: gym.Env) -> tuple[int, ...]:
-    shape = env.observation_space.shape
-    return tuple(shape) if shape is not None else np.shape(env.render())

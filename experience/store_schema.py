@@ -16,6 +16,7 @@ any number of processes may open (and create) one store at once. Every failure i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -156,7 +157,7 @@ def connect(path: Path, writable: bool = True, timeout: float = BUSY_TIMEOUT_S
     ident: _Identity | None = None
     if has_content:
         ro = _open_readonly(path, timeout)
-        try:
+        with _closed_on_error(ro, path, timeout):
             ident = _identity(ro)
             _check_identity(path, ident)
             if not writable:
@@ -164,12 +165,6 @@ def connect(path: Path, writable: bool = True, timeout: float = BUSY_TIMEOUT_S
                 if not _may_write(path):
                     _tune(ro)
                     return ro, False
-        except StoreError:
-            ro.close()
-            raise
-        except sqlite3.Error as exc:
-            ro.close()
-            raise store_error(exc, path, timeout) from exc
         ro.close()
         if not writable:
             return _open_query_only(path, timeout), False
@@ -181,20 +176,27 @@ def connect(path: Path, writable: bool = True, timeout: float = BUSY_TIMEOUT_S
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     except sqlite3.Error as exc:
         raise store_error(exc, path, timeout) from exc
-    try:
+    with _closed_on_error(conn, path, timeout):
         _use_wal(conn, path, timeout)
         current = _identity(conn)  # a store already up to date takes no write lock
         created = False
         if current.app_id != APPLICATION_ID or current.version != SCHEMA_VERSION:
             created = _create_or_migrate(conn, path)
         _tune(conn)
+    return conn, created
+
+
+@contextlib.contextmanager
+def _closed_on_error(conn: sqlite3.Connection, path: Path, timeout: float | None):
+    """Close ``conn`` if the block fails; SQLite's own errors become one StoreError line."""
+    try:
+        yield
     except StoreError:
         conn.close()
         raise
     except sqlite3.Error as exc:
         conn.close()
         raise store_error(exc, path, timeout) from exc
-    return conn, created
 
 
 def store_error(exc: sqlite3.Error, path: Path, timeout: float | None = None) -> StoreError:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cairn.envs.game import GAMES, GameError, game_family
+from cairn.envs.game import GAMES, Game, GameError, game_family, make_game
 
 
 class ConfigError(ValueError):
@@ -153,6 +153,12 @@ class RunConfig:
     @property
     def family(self) -> str:
         return game_family(self.game)
+
+    def game_adapter(self) -> Game:
+        """The game adapter this config names; the board section is what it may read
+        beyond its env's kwargs."""
+        return make_game(self.game, self.env.kwargs,
+                         {**dataclasses.asdict(self.board), "seed": self.seed})
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

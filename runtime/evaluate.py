@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cairn.envs.game import Game, make_game
+from cairn.envs.game import Game
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import RunConfig
 from cairn.runtime.loop import Agent
@@ -38,7 +38,7 @@ class Scored:
 
 def random_agent(config: RunConfig, seeds: list[int]) -> Scored:
     """Uniformly random actions (of a discrete action set) until the episode ends."""
-    game = make_game(config.game, config.env.kwargs)
+    game = config.game_adapter()
     rng = np.random.default_rng(0)
     result = Scored("random", game)
     with game.open() as env:

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from cairn.envs.game import Game, make_game
+from cairn.envs.game import Game
 from cairn.experience.recording import EpisodeRecorder
 from cairn.experience.records import ExperienceTuple
 from cairn.experience.store import ExperienceStore
@@ -83,7 +83,7 @@ class Agent:
         self.config = config
         self.store = store
         self.run_dir = run_dir
-        self.game = game or make_game(config.game, config.env.kwargs, _game_options(config))
+        self.game = game or config.game_adapter()
         self._owned = None
         if env is None:
             self._owned = self.game.open()
@@ -193,7 +193,3 @@ def end_reason(err: BaseException) -> str:
 def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
-
-def _game_options(config: RunConfig) -> dict[str, Any]:
-    """What a game adapter may read of the config beyond its env's kwargs."""
-    return {**asdict(config.board), "seed": config.seed}

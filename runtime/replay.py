@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cairn.envs.game import GameError, make_game
+from cairn.envs.game import GameError
 from cairn.experience.episodes import Episode
+from cairn.runtime.config import ConfigError, RunConfig, build
 
 
 class VerifyError(ValueError):
@@ -31,17 +32,15 @@ class Verification:
 
 def verify(episode: Episode) -> Verification:
     meta = episode.metadata.get("metadata") or {}
-    config, game_name = meta.get("config") or {}, meta.get("game")
-    if game_name is None:
+    if meta.get("game") is None:
         raise VerifyError("it was recorded without its game's name (by an older Cairn): "
                           "there is nothing to re-run it with")
-    options = {**(config.get("board") or {}), "seed": config.get("seed", 0), "goal": None}
     try:
-        game = make_game(game_name, (config.get("env") or {}).get("kwargs", {}), options)
-    except GameError as err:
-        raise VerifyError(str(err)) from None
+        game = build(RunConfig, meta.get("config") or {}, "").game_adapter()
+    except (ConfigError, GameError) as err:
+        raise VerifyError(f"its recorded config cannot be used: {err}") from None
     if game.family != "map":
-        raise VerifyError(f"its game ({game_name}) records the regions it clicked, not the "
+        raise VerifyError(f"its game ({game.name}) records the regions it clicked, not the "
                           "env's own actions, so it cannot be re-run step by step")
     seed = episode.metadata.get("seed")
     with game.open() as env:

@@ -49,8 +49,7 @@ class BoardKit:
                  rng: np.random.Generator):
         self.env, self.board, self.learner = env, config.board, learner
         self.perceiver = game.perceiver(env)
-        self.rules = EffectRules(learner.store, self.board.actions, self.board.min_evidence,
-                                 REGION_TAGS, load=learner.mode != "off")
+        self.rules = board_rules(config, learner)
         self.max_attempts: int | None = self.board.max_clicks
         self.frame: np.ndarray | None = None
         self.percept: GridPercept | None = None
@@ -137,6 +136,9 @@ class BoardKit:
                                    0, detail=trace.blocked_by, target=self._region)
         diagnosis = self._diagnose(self._before, self.percept, trace)
         return post, diagnosis
+
+    def learning_facts(self) -> dict[str, Any]:
+        return {}  # the effect rules read the attempts alone
 
     def _diagnose(self, pre: GridPercept, post: GridPercept, trace: Trace) -> Diagnosis:
         region = self._region
@@ -252,6 +254,12 @@ class BoardKit:
             guardrails = self.learner.guardrails
             return guardrails.blocking_primitive("click", None, state.facts) is not None
         return blocked
+
+
+def board_rules(config: RunConfig, learner: Learner) -> EffectRules:
+    board = config.board
+    return EffectRules(learner.store, board.actions, board.min_evidence, REGION_TAGS,
+                       load=learner.mode != "off")
 
 
 def _region(subgoal: Subgoal) -> Region:

@@ -67,8 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--learning", choices=["learn", "frozen", "off"],
                      help="learn: distil skills and guardrails as it plays (default); "
                           "frozen: use stored knowledge without adding; off: no knowledge")
+    run.add_argument("--workers", type=int,
+                     help="episodes played at once, each by its own Ray worker process; "
+                          "knowledge is distilled between batches of that many episodes "
+                          "(default: the config's, 1: one process, no Ray)")
+    run.add_argument("--address",
+                     help="run the workers on an existing Ray cluster: 'auto' or the head "
+                          "node's HOST:PORT (see docs/workers.md)")
     run.add_argument("--no-record", action="store_true", help="do not record episodes")
-    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser(
@@ -113,14 +120,18 @@ def _make_folder(path: Path, what: str, option: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from cairn.envs.game import GameError
     from cairn.experience.store import ExperienceStore, StoreError
-    from cairn.runtime.loop import Agent, new_run_id
+    from cairn.runtime.loop import new_run_id
 
     _positive("episodes", args.episodes)
     _positive("max-steps", args.max_steps)
+    _positive("workers", args.workers)
     overrides = {k: v for k, v in {
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
-        "max_steps": args.max_steps, "learning": args.learning}.items() if v is not None}
+        "max_steps": args.max_steps, "learning": args.learning, "workers": args.workers,
+        "ray_address": args.address}.items() if v is not None}
     config = load_config(args.config, overrides)
+    if config.workers > 1 or config.ray_address:
+        _check_ray()
     run_id = new_run_id()
     run_dir = None
     if not args.no_record:
@@ -131,48 +142,84 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ExperienceStore(config.store)
     except StoreError as err:
         raise UserError(str(err)) from None
-    results = []
-    with store:
+    progress = RunProgress(config, enabled=not args.quiet)
+    with store, progress:
         try:
-            with Agent(config, store, run_dir, run_id=run_id) as agent:
-                for i in range(config.episodes):
-                    progress = Progress(i, config, enabled=not args.quiet)
-                    results.append(agent.run_episode(config.seed + i, i, progress.update))
-                    progress.finish()
-                score = agent.game.score([r.reached for r in results])
+            if config.workers > 1 or config.ray_address:
+                return _run_parallel(config, store, run_dir, run_id, progress)
+            results = _run_here(config, store, run_dir, run_id, progress)
         except (GameError, ValueError) as err:
             raise UserError(f"{args.config}: {err}") from None
-    print_table(results, score, run_dir)
+    print_table(results, config.game_adapter().score([r.reached for r in results]), run_dir)
     return 0
 
 
-class Progress:
-    """One self-rewriting line on a terminal; a line every 10 s otherwise."""
+def _run_here(config: RunConfig, store, run_dir: Path | None, run_id: str,
+              progress: RunProgress) -> list:
+    from cairn.runtime.loop import Agent
 
-    def __init__(self, index: int, config: RunConfig, enabled: bool = True):
-        self.index, self.episodes = index, config.episodes
-        limit = config.max_steps or config.env.kwargs.get("length")
-        self.limit = f"/{limit}" if limit else ""
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.started = self.last = time.perf_counter()
+    results: list = []
+    with Agent(config, store, run_dir, run_id=run_id) as agent:
+        for i in range(config.episodes):
+            before = sum(r.steps for r in results)
 
-    def update(self, ep) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (not self.tty and now - self.last < 10):
-            return
-        if self.tty and now - self.last < 0.2:
-            return
-        self.last = now
-        rate = ep.step / max(now - self.started, 1e-9)
-        line = (f"episode {self.index + 1}/{self.episodes}  step {ep.step}{self.limit}  "
-                f"reward {ep.total_reward:.1f}  {rate:.0f} steps/s")
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
-              file=sys.stderr, flush=True)
+            def on_step(ep, before: int = before) -> None:
+                progress.update(len(results), before + ep.step)
 
-    def finish(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
+            results.append(agent.run_episode(config.seed + i, i, on_step))
+            progress.update(len(results), before + results[-1].steps)
+    return results
+
+
+def _run_parallel(config: RunConfig, store, run_dir: Path | None, run_id: str,
+                  progress: RunProgress) -> int:
+    from cairn.runtime.workers import run_parallel
+
+    run = run_parallel(config, store, run_dir, run_id, progress.update)
+    progress.close()
+    score = config.game_adapter().score([r.reached for r in run.results])
+    print_table(run.results, score, run_dir)
+    print_workers(run)
+    if run.stopped:
+        print("cairn: stopped; the store holds every attempt the workers sent back, and "
+              "the recordings every completed step", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--workers above 1 and --address need Ray: "
+                        "pip install 'cairn[workers]' (or pip install ray)")
+
+
+class RunProgress:
+    """One progress bar for the run (episodes done, steps, steps/s), on standard error."""
+
+    def __init__(self, config: RunConfig, enabled: bool = True):
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=config.episodes, unit="episode", desc=config.name,
+                        disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.5 if tty else 10, leave=True)
+        self.started = time.perf_counter()
+
+    def update(self, episodes: int, steps: int) -> None:
+        rate = steps / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{steps} steps, {rate:.0f} steps/s", refresh=False)
+        self.bar.update(episodes - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def print_table(results, score, run_dir: Path | None) -> None:
@@ -190,9 +237,22 @@ def print_table(results, score, run_dir: Path | None) -> None:
     print("-" * len(header))
     print(f"{score.name} {score.value:.2f}  over {len(results)} episode(s), "
           f"{len(score.rates)} item(s); {total_steps / max(total_time, 1e-9):.0f} steps/s "
-          "overall (resets excluded)")
+          "in episode time (resets excluded)")
     if run_dir is not None:
         print(f"recordings: {run_dir}")
+
+
+def print_workers(run) -> None:
+    """Per worker: episodes, steps and steps/s while playing; then the run's totals."""
+    for i, w in enumerate(run.workers):
+        replaced = f", replaced {w.replaced}x" if w.replaced else ""
+        print(f"worker {i}: {w.episodes} episode(s), {w.steps} steps, "
+              f"{w.steps_per_second:.0f} steps/s{replaced}")
+    sync = sum(run.sync_seconds)
+    print(f"all {len(run.workers)} workers: {run.steps} steps in {run.play_seconds:.1f} s, "
+          f"{run.steps_per_second:.0f} steps/s; Ray and workers started in "
+          f"{run.startup_seconds:.1f} s; {len(run.sync_seconds)} batch(es) synchronised in "
+          f"{sync:.2f} s")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -149,6 +149,12 @@ class RunConfig:
     """Stop each episode after this many env steps (None: the env's own limit)."""
     board: BoardConfig = field(default_factory=BoardConfig)
     """Board games on the desktop (used when the game's family is ``board``)."""
+    workers: int = 1
+    """Episodes played at once, each by its own Ray worker process; 1 plays in this process
+    with no Ray (see docs/workers.md)."""
+    ray_address: str | None = None
+    """An existing Ray cluster to run the workers on (``auto``, or ``HOST:PORT`` of its head
+    node); None starts a local one for the run."""
 
     @property
     def family(self) -> str:
@@ -195,7 +201,7 @@ ROLE_KEYS = {
 
 
 MINIMUMS = {
-    "episodes": 1, "max_steps": 1,
+    "episodes": 1, "max_steps": 1, "workers": 1,
     "agent.max_attempt_steps": 1, "agent.interact_tries": 1, "agent.explore_steps": 1,
     "agent.sleep_steps": 1, "agent.stagnation_window": 2,
     "board.min_evidence": 1, "board.max_clicks": 1, "board.outside_margin": 0,
@@ -231,6 +237,9 @@ def check(config: RunConfig) -> None:
         if config.actions.sleep and not config.actions.sleep_tag:
             raise ConfigError("missing key 'actions.sleep_tag': the percept tag that shows "
                               "the agent is resting, needed with 'actions.sleep'")
+    if family == "board" and config.workers > 1 and not config.board.xvfb:
+        raise ConfigError("'workers' above 1 needs 'board.xvfb: true': each worker plays on "
+                          "its own private display, never on one they would share")
 
 
 def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:

@@ -66,6 +66,10 @@ class Kit(Protocol):
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
                        outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]: ...
 
+    def learning_facts(self) -> dict[str, Any]:
+        """What the family's distillation rules read of the belief besides the attempt
+        itself, as it stands now; picklable, since a worker sends it to the run's owner."""
+
 
 def make_kit(game: Game, env: gym.Env, config: RunConfig, learner: Learner,
              rng: np.random.Generator) -> Kit:
@@ -77,4 +81,18 @@ def make_kit(game: Game, env: gym.Env, config: RunConfig, learner: Learner,
         from cairn.runtime.board_kit import BoardKit
 
         return BoardKit(game, env, config, learner, rng)
+    raise ValueError(f"game '{game.name}' has unknown family '{game.family}'")
+
+
+def make_rules(game: Game, config: RunConfig, learner: Learner) -> Rules:
+    """The family's distillation rules without an env: what the knowledge owner of a run
+    with workers distils with (each worker's kit makes its own the same way)."""
+    if game.family == "map":
+        from cairn.runtime.learning import SubgoalRules
+
+        return SubgoalRules()
+    if game.family == "board":
+        from cairn.runtime.board_kit import board_rules
+
+        return board_rules(config, learner)
     raise ValueError(f"game '{game.name}' has unknown family '{game.family}'")

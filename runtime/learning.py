@@ -37,7 +37,10 @@ MODES = ("learn", "frozen", "off")
 
 
 class Rules(Protocol):
-    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None: ...
+    def observe(self, attempt: ExperienceTuple, learner: Learner, facts: dict[str, Any]
+                ) -> None:
+        """Distil again with ``attempt``; ``facts`` is the kit's ``learning_facts()`` as
+        they stood right after it (they may have travelled from a worker process)."""
 
     def end_episode(self, learner: Learner) -> None: ...
 
@@ -47,7 +50,8 @@ class Learner:
 
     ``mode``: ``"learn"`` distils and saves; ``"frozen"`` uses the stored knowledge as it is;
     ``"off"`` has no knowledge at all (the learning-disabled baseline). ``rules`` are set by
-    the game's kit.
+    the game's kit. ``outbox``, when a list, collects every attempt with its learning facts
+    for a distiller elsewhere (a worker's attempts go to the run's one knowledge owner).
     """
 
     def __init__(self, store: ExperienceStore, mode: str = "learn", rules: Rules | None = None):
@@ -62,11 +66,34 @@ class Learner:
         self.skills.knowledge = save
         self.guardrails.knowledge = save
         self.rules = rules or SubgoalRules()
+        self.outbox: list[tuple[ExperienceTuple, dict[str, Any]]] | None = None
 
     def observe(self, attempt: ExperienceTuple, kit: Kit | None = None) -> None:
         """Take in a stored (id-bearing) attempt and update knowledge at once."""
+        if self.mode != "learn" and self.outbox is None:
+            return
+        facts = kit.learning_facts() if kit is not None else {}
+        if self.outbox is not None:
+            self.outbox.append((attempt, facts))
         if self.mode == "learn":
-            self.rules.observe(attempt, self, kit)
+            self.rules.observe(attempt, self, facts)
+
+    def observe_facts(self, attempt: ExperienceTuple, facts: dict[str, Any]) -> None:
+        """Distil with an attempt played elsewhere, with the facts its kit had then."""
+        if self.mode == "learn":
+            self.rules.observe(attempt, self, facts)
+
+    def use_store(self, store: ExperienceStore) -> None:
+        """Read knowledge from another store from now on (a worker's fresh snapshot); the
+        skill library and guardrail set are refilled in place, so planners keep them."""
+        self.store = store
+        if self.mode == "off":
+            return
+        knowledge = store.knowledge
+        self.skills.skills = SkillLibrary(knowledge).skills
+        self.guardrails.guardrails = GuardrailSet(knowledge).guardrails
+        if self.mode == "learn":
+            self.skills.knowledge = self.guardrails.knowledge = knowledge
 
     def end_episode(self) -> None:
         if self.mode == "learn":
@@ -76,8 +103,9 @@ class Learner:
 class SubgoalRules:
     """Skills and requirement guardrails per subgoal, harm guardrails from what hurt.
 
-    ``observe`` reads the kit's world model for the kinds entered before harm and the
-    counters that drift by themselves (see ``harm_guardrails`` and ``distill_skill``).
+    Its learning facts (``MapKit.learning_facts``) are the kinds entered before harm
+    (``entries``) and the counters that drift by themselves (``drift``); see
+    ``harm_guardrails`` and ``distill_skill``.
     """
 
     def __init__(self) -> None:
@@ -85,9 +113,9 @@ class SubgoalRules:
         self._recent: deque[ExperienceTuple] = deque(maxlen=WINDOW * 4)
         self._drift: dict[str, set[int]] = {}
 
-    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None:
-        world = kit.world
-        self.observe_with(attempt, learner, world.entries(), world.drift)
+    def observe(self, attempt: ExperienceTuple, learner: Learner, facts: dict[str, Any]
+                ) -> None:
+        self.observe_with(attempt, learner, facts["entries"], facts["drift"])
 
     def observe_with(self, attempt: ExperienceTuple, learner: Learner, entries: dict[str, int],
                      drift: dict[str, set[int]]) -> None:
@@ -140,7 +168,8 @@ class EffectRules:
                 self.attempts.extend(reversed(store.by_tag(tag, limit=HISTORY)))
             self.attempts.sort(key=lambda t: t.id)
 
-    def observe(self, attempt: ExperienceTuple, learner: Learner, kit: Any) -> None:
+    def observe(self, attempt: ExperienceTuple, learner: Learner, facts: dict[str, Any]
+                ) -> None:
         self.attempts.append(attempt)
         for skill in region_skills(self.attempts):
             learner.skills.update(skill)

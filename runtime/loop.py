@@ -97,6 +97,11 @@ class Agent:
         self.run_id = run_id or new_run_id()
         """Part of every episode's name: episodes of different runs never share one."""
 
+    def use_store(self, store: ExperienceStore) -> None:
+        """Play from now on with another store's knowledge (a worker's new snapshot)."""
+        self.store = store
+        self.learner.use_store(store)
+
     def close(self) -> None:
         if self._owned is not None:
             owned, self._owned = self._owned, None

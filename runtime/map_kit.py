@@ -54,7 +54,6 @@ class MapKit:
                  rng: np.random.Generator):
         self.parse = game.perceiver(env).parse
         self.config, self.learner, self.rng = config, learner, rng
-        self.store = learner.store
         self.action_names = list(env.unwrapped.action_names)
         self.action_ids = {name: i for i, name in enumerate(self.action_names)}
         actions = config.actions
@@ -111,7 +110,7 @@ class MapKit:
         if self.learner.mode == "off":
             attempts, successes = self._own.get((subgoal, condition), (0, 0))
             return attempts, successes
-        summary = self.store.summary(subgoal, condition)
+        summary = self.learner.store.summary(subgoal, condition)
         return summary.attempts, summary.successes
 
     def _count_own(self, subgoal: str, pre: State, success: bool) -> None:
@@ -190,6 +189,9 @@ class MapKit:
         if self.learner.mode == "off":
             self._count_own(subgoal.key, pre, diagnosis.success)
         return post, diagnosis
+
+    def learning_facts(self) -> dict[str, Any]:
+        return {"entries": self.world.entries(), "drift": self.world.drift}
 
     def _effects(self, pre: State, post: State, outcome: Outcome, trace: Trace) -> list[str]:
         world = self.world

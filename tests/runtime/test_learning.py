@@ -17,10 +17,11 @@ TABLE = change_effect(0, 0, "grass", "table")
 
 
 def kit(drift=None):
-    """What the map rules read of the kit: its world model (entries and drift)."""
+    """What the map rules read of the kit: its learning facts (entries and drift)."""
     world = WorldModel()
     world.drift = dict(drift or {})
-    return SimpleNamespace(world=world)
+    return SimpleNamespace(
+        learning_facts=lambda: {"entries": world.entries(), "drift": world.drift})
 
 
 def feed(learner, store, attempts, drift=None):

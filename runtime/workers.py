@@ -1,0 +1,420 @@
+"""Parallel environment workers under Ray, with one knowledge owner and batch evolution.
+
+``cairn run CONFIG --workers N`` plays N episodes at once, each in its own Ray actor that
+holds its own env and :class:`~cairn.runtime.loop.Agent` (a desktop game on the worker's own
+private display). Nothing crosses a process boundary once per step:
+
+1. Before each batch the owner (this process, which holds the real store) takes a snapshot
+   of the knowledge (``cairn.experience.snapshot``) and puts it in Ray's object store once.
+2. Worker ``w`` of batch ``b`` plays episode ``b * N + w`` from that snapshot with learning
+   frozen, keeping every attempt with its kit's learning facts.
+3. When the episode ends the worker sends its attempts back in one message; the owner adds
+   them to the store and distils them, episode by episode in index order, between batches.
+
+So every worker of the next batch starts from everything learned so far, and the same
+config, seed and N give the same result however the batch's episodes interleave. What a
+worker gives up against a single process is learning within its episode (docs/workers.md).
+
+A worker process that dies mid-episode is replaced; its episode is marked ``worker_lost``
+and keeps the steps its recording holds. Ctrl-C (or the kill switch) asks every worker to
+stop at its next attempt, stores what they send back, and ends the run cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from cairn.experience.recording import META
+from cairn.experience.records import ExperienceTuple
+from cairn.experience.snapshot import open_snapshot, take_snapshot
+from cairn.experience.store import ExperienceStore
+from cairn.runtime.config import RunConfig
+from cairn.runtime.executor import EpisodeState
+from cairn.runtime.kits import make_rules
+from cairn.runtime.learning import Learner
+from cairn.runtime.loop import Agent, EpisodeResult
+
+log = logging.getLogger(__name__)
+
+LOST = "worker_lost"
+"""How an episode whose worker process died ends (its recording keeps its steps)."""
+STOP_GRACE_S = 20.0
+"""How long a stopped run waits for its workers to send what they played."""
+
+
+@dataclass
+class EpisodeReport:
+    """What a worker sends back once per episode."""
+
+    worker: int
+    result: EpisodeResult
+    attempts: list[tuple[ExperienceTuple, dict[str, Any]]]
+    pid: int
+    knew: tuple[int, int] = (0, 0)
+    """Skills and guardrails the episode started with (from its snapshot)."""
+
+
+class EpisodeWorker:
+    """One Ray actor: an env and an agent that play whole episodes from snapshots.
+
+    ``progress`` and ``stop`` run in their own concurrency group, so they are answered while
+    ``play`` runs; ``play`` and ``close`` always run on the one thread that owns the SQLite
+    connection of the worker's snapshot.
+    """
+
+    def __init__(self, config: RunConfig, worker: int, run_id: str, run_dir: Path | None,
+                 scratch: Path):
+        frozen = "frozen" if config.learning == "learn" else config.learning
+        self.config = dataclasses.replace(config, learning=frozen, workers=1)
+        self.worker, self.run_id, self.run_dir = worker, run_id, run_dir
+        self.scratch = scratch / f"worker-{worker}"
+        self.agent: Agent | None = None
+        self.store: ExperienceStore | None = None
+        self.state: EpisodeState | None = None
+        self.index = -1
+        self.stopping = False
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(concurrency_group="control")
+    def progress(self) -> tuple[int, int]:
+        """(episode index, steps played in it so far)."""
+        return self.index, self.state.step if self.state is not None else 0
+
+    @ray.method(concurrency_group="control")
+    def stop(self) -> None:
+        """Stop at the end of the current attempt; ``play`` returns what was played."""
+        self.stopping = True
+
+    def play(self, snapshot: bytes, seed: int, index: int) -> EpisodeReport:
+        started = time.perf_counter()
+        store = open_snapshot(snapshot, self.scratch / f"snapshot-e{index}.sqlite")
+        if self.agent is None:
+            self.agent = Agent(self.config, store, self.run_dir, run_id=self.run_id)
+        else:
+            self.agent.use_store(store)
+        if self.store is not None:
+            self._drop(self.store)
+        self.store, self.index, self.state = store, index, None
+        learner = self.agent.learner
+        learner.outbox = outbox = []
+        knew = (len(learner.skills.skills), len(learner.guardrails.guardrails))
+        try:
+            result = self.agent.run_episode(seed, index, self._on_step)
+        except KeyboardInterrupt:
+            result = self._partial(seed, index, "interrupted", time.perf_counter() - started)
+        return EpisodeReport(self.worker, result, outbox, os.getpid(), knew)
+
+    def close(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
+        if self.store is not None:
+            self._drop(self.store)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _on_step(self, ep: EpisodeState) -> None:
+        self.state = ep
+        if self.stopping:
+            raise KeyboardInterrupt  # the recording closes as "interrupted"
+
+    def _partial(self, seed: int, index: int, end: str, seconds: float) -> EpisodeResult:
+        ep, outbox = self.state, self.agent.learner.outbox or []
+        name = ep.episode if ep is not None else f"{self.config.name}-{self.run_id}-e{index}"
+        return EpisodeResult(
+            name, seed, ep.step if ep else 0, ep.total_reward if ep else 0.0, len(outbox),
+            sum(a.diagnosis.success for a, _ in outbox), seconds, end,
+            directory=self.run_dir / f"episode-{index:03d}" if self.run_dir else None)
+
+    @staticmethod
+    def _drop(store: ExperienceStore) -> None:
+        store.close()
+        for path in store.path.parent.glob(store.path.name + "*"):
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class WorkerStats:
+    episodes: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    """Time spent playing (world generation left out)."""
+    replaced: int = 0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
+
+
+@dataclass
+class ParallelRun:
+    """What a run with workers did, for the final table and the scaling benchmark."""
+
+    results: list[EpisodeResult] = field(default_factory=list)
+    knew: list[tuple[int, int]] = field(default_factory=list)
+    """Per episode (as ``results``): the skills and guardrails it started with."""
+    known: list[tuple[int, int]] = field(default_factory=list)
+    """Per batch: the skills and guardrails its snapshot held."""
+    workers: list[WorkerStats] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    """Ray's start (or connection) and the workers' start."""
+    sync_seconds: list[float] = field(default_factory=list)
+    """Per batch: snapshot, then storing and distilling what came back."""
+    play_seconds: float = 0.0
+    """Wall-clock time of the batches, synchronisation included."""
+    stopped: bool = False
+
+    @property
+    def steps(self) -> int:
+        return sum(r.steps for r in self.results)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / max(self.play_seconds, 1e-9)
+
+
+class Owner:
+    """The run's one knowledge owner: it stores what workers send and distils it."""
+
+    def __init__(self, config: RunConfig, store: ExperienceStore):
+        self.store = store
+        self.learner = Learner(store, config.learning)
+        self.learner.rules = make_rules(config.game_adapter(), config, self.learner)
+
+    def snapshot(self) -> bytes:
+        return take_snapshot(self.store)
+
+    def known(self) -> tuple[int, int]:
+        """How many skills and guardrails the store holds now."""
+        return len(self.learner.skills.skills), len(self.learner.guardrails.guardrails)
+
+    def ingest(self, report: EpisodeReport) -> None:
+        """Store an episode's attempts (one transaction), then distil them in order."""
+        attempts = [attempt for attempt, _ in report.attempts]
+        self.store.add_many(attempts)
+        for attempt, facts in report.attempts:
+            self.learner.observe_facts(attempt, facts)
+        self.learner.end_episode()
+
+
+def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None,
+                 run_id: str, on_progress: Callable[[int, int], None] | None = None
+                 ) -> ParallelRun:
+    """Play ``config.episodes`` episodes on ``config.workers`` Ray workers into ``store``.
+
+    ``on_progress(episodes_done, steps)`` is called about twice a second. Ctrl-C and the
+    kill switch stop the run cleanly: the returned run has ``stopped`` set and holds every
+    episode that finished or was stopped; the exception is not raised again.
+    """
+    run = ParallelRun()
+    began = time.perf_counter()
+    owned = not ray.is_initialized()
+    if owned:
+        _start_ray(config)
+    scratch = Path(tempfile.mkdtemp(prefix=f"cairn-{run_id}-"))
+    pool = _Pool(config, run_id, run_dir, scratch)
+    try:
+        pool.start(config.workers)
+        run.workers = [WorkerStats() for _ in range(config.workers)]
+        run.startup_seconds = time.perf_counter() - began
+        owner = Owner(config, store)
+        playing = time.perf_counter()
+        try:
+            for first in range(0, config.episodes, config.workers):
+                indices = range(first, min(first + config.workers, config.episodes))
+                _batch(pool, owner, run, config, indices, on_progress)
+        except KeyboardInterrupt:
+            run.stopped = True
+        except Exception as err:
+            if getattr(err, "end_reason", None) != "killed":
+                raise
+            run.stopped = True
+        run.play_seconds = time.perf_counter() - playing
+        for stats, replaced in zip(run.workers, pool.replaced, strict=True):
+            stats.replaced = replaced
+    finally:
+        pool.shutdown()
+        if owned:
+            ray.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return run
+
+
+def _start_ray(config: RunConfig) -> None:
+    address = config.ray_address
+    ray.init(address=address, num_cpus=None if address else config.workers,
+             include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=True, configure_logging=True)
+
+
+def _batch(pool: _Pool, owner: Owner, run: ParallelRun, config: RunConfig,
+           indices: range, on_progress: Callable[[int, int], None] | None) -> None:
+    began = time.perf_counter()
+    snapshot = ray.put(owner.snapshot())
+    run.known.append(owner.known())
+    sync = time.perf_counter() - began
+    pending = {pool.play(w, snapshot, config.seed + i, i): (w, i) for w, i in enumerate(indices)}
+    reports: dict[int, EpisodeReport] = {}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                worker, index = pending.pop(ref)
+                report = pool.collect(ref, worker, config, index)
+                reports[index] = report
+            if on_progress is not None:
+                live = pool.live_steps([w for w, _ in pending.values()])
+                on_progress(len(run.results) + len(reports),
+                            run.steps + sum(r.result.steps for r in reports.values()) + live)
+    except BaseException:
+        with _deferred_interrupts():
+            reports.update(pool.stop(pending, config))
+            _keep(owner, run, reports)
+        raise
+    began = time.perf_counter()
+    try:
+        with _deferred_interrupts():
+            _keep(owner, run, reports)
+    finally:
+        run.sync_seconds.append(sync + time.perf_counter() - began)
+
+
+def _keep(owner: Owner, run: ParallelRun, reports: dict[int, EpisodeReport]) -> None:
+    for index in sorted(reports):
+        report = reports[index]
+        owner.ingest(report)
+        run.results.append(report.result)
+        run.knew.append(report.knew)
+        stats = run.workers[report.worker]
+        stats.episodes += 1
+        stats.steps += report.result.steps
+        stats.seconds += report.result.seconds - report.result.reset_seconds
+
+
+class _Pool:
+    """The Ray actors of a run, by worker slot; a dead one is replaced in its slot."""
+
+    def __init__(self, config: RunConfig, run_id: str, run_dir: Path | None, scratch: Path):
+        self.config, self.run_id = config, run_id
+        self.run_dir, self.scratch = run_dir, scratch
+        self.actor_class = ray.remote(num_cpus=1, concurrency_groups={"control": 1},
+                                      max_restarts=0, max_task_retries=0)(EpisodeWorker)
+        self.actors: list[Any] = []
+        self.replaced = [0] * config.workers
+
+    def start(self, n: int) -> None:
+        self.actors = [self._spawn(w) for w in range(n)]
+        ray.get([actor.pid.remote() for actor in self.actors])  # up and importable
+
+    def _spawn(self, worker: int) -> Any:
+        return self.actor_class.remote(self.config, worker, self.run_id, self.run_dir,
+                                       self.scratch)
+
+    def play(self, worker: int, snapshot: Any, seed: int, index: int) -> Any:
+        return self.actors[worker].play.remote(snapshot, seed, index)
+
+    def collect(self, ref: Any, worker: int, config: RunConfig, index: int) -> EpisodeReport:
+        """The report behind ``ref``; a worker that died gets a ``worker_lost`` report and
+        is replaced. An error inside the episode is raised as itself."""
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError:
+            log.warning("worker %d died during episode %d; it is replaced", worker, index)
+            self.actors[worker] = self._spawn(worker)
+            self.replaced[worker] += 1
+            return self._lost(worker, config, index)
+        except ray.exceptions.RayTaskError as err:
+            raise err.as_instanceof_cause() from None
+
+    def _lost(self, worker: int, config: RunConfig, index: int) -> EpisodeReport:
+        directory = self.run_dir / f"episode-{index:03d}" if self.run_dir else None
+        steps = mark_lost(directory) if directory is not None else 0
+        name = f"{config.name}-{self.run_id}-e{index}"
+        result = EpisodeResult(name, config.seed + index, steps, 0.0, 0, 0, 0.0, LOST,
+                               directory=directory)
+        return EpisodeReport(worker, result, [], -1)
+
+    def live_steps(self, workers: list[int]) -> int:
+        refs = [self.actors[w].progress.remote() for w in workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
+        steps = 0
+        for ref in ready:
+            with contextlib.suppress(Exception):
+                steps += ray.get(ref)[1]
+        return steps
+
+    def stop(self, pending: dict[Any, tuple[int, int]], config: RunConfig
+             ) -> dict[int, EpisodeReport]:
+        """Ask the busy workers to stop and collect what they played."""
+        for worker, _ in pending.values():
+            with contextlib.suppress(Exception):
+                self.actors[worker].stop.remote()
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
+        reports = {}
+        for ref in done:
+            worker, index = pending[ref]
+            with contextlib.suppress(Exception):
+                reports[index] = self.collect(ref, worker, config, index)
+        return reports
+
+    def shutdown(self) -> None:
+        closing = []
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                closing.append(actor.close.remote())
+        with contextlib.suppress(Exception):
+            ray.wait(closing, num_returns=len(closing), timeout=10)
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+
+
+def mark_lost(directory: Path) -> int:
+    """Mark an episode whose worker died as ended by ``worker_lost`` (it stays unfinished,
+    so readers trim it to its last complete step); returns the steps it holds."""
+    meta_path = directory / META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return 0  # killed before its recording existed
+    if meta.get("finished"):
+        return int(meta.get("steps") or 0)
+    meta["end_reason"] = LOST
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, meta_path)
+    steps_file = directory / "steps.jsonl"
+    with contextlib.suppress(OSError), steps_file.open("rb") as f:
+        return sum(line.endswith(b"\n") for line in f)
+    return 0
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C back while the owner writes, so a batch is stored and distilled whole."""
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

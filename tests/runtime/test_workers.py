@@ -1,0 +1,146 @@
+"""Workers under a real local Ray cluster (2 CPUs, started here) playing real Crafter worlds
+into one real store: what arrives, what the next batch knows, what a killed worker leaves."""
+
+import os
+import signal
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from cairn.experience.episodes import load_episode  # noqa: E402
+from cairn.experience.store import ExperienceStore  # noqa: E402
+from cairn.runtime.config import load_config  # noqa: E402
+from cairn.runtime.workers import LOST, run_parallel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def config(tmp_path, episodes, max_steps, workers=2):
+    return load_config(ROOT / "configs" / "crafter.yaml", {
+        "env.kwargs.area": [32, 32], "max_steps": max_steps, "episodes": episodes,
+        "workers": workers, "store": str(tmp_path / "store.sqlite"), "seed": 3})
+
+
+def play(tmp_path, cfg, on_progress=None):
+    with ExperienceStore(cfg.store) as store:
+        return run_parallel(cfg, store, tmp_path / "runs", "test", on_progress)
+
+
+def test_two_workers_fill_one_store_and_the_next_batch_knows_the_first(cluster, tmp_path):
+    cfg = config(tmp_path, episodes=4, max_steps=150)
+    run = play(tmp_path, cfg)
+
+    assert [r.episode for r in run.results] == [f"crafter-test-e{i}" for i in range(4)]
+    with ExperienceStore(cfg.store, writable=False) as store:
+        per_episode = [len(store.by_episode(r.episode)) for r in run.results]
+        assert per_episode == [r.attempts for r in run.results]
+        assert all(n > 0 for n in per_episode)
+        assert store.count() == sum(per_episode)
+        skills = len(list(store.knowledge.current("skill")))
+    # Both worker slots played one episode per batch, each from its own process.
+    assert [w.episodes for w in run.workers] == [2, 2]
+    # Batch 1 started from an empty store; batch 2 from everything batch 1 taught.
+    assert run.known[0] == (0, 0)
+    assert run.known[1][0] > 0
+    assert run.knew == [run.known[0]] * 2 + [run.known[1]] * 2
+    assert skills >= run.known[1][0]
+    for i in range(4):
+        episode = load_episode(tmp_path / "runs" / f"episode-{i:03d}")
+        assert episode.finished and len(episode.actions) == run.results[i].steps
+
+
+def test_the_same_config_gives_the_same_run(cluster, tmp_path):
+    """Episodes are dealt to worker slots by index and distilled in index order, so the
+    timing of the workers cannot change what is learned or played."""
+    runs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        run = play(folder, config(folder, episodes=4, max_steps=120))
+        runs.append([(r.steps, round(r.reward, 3), r.attempts, sorted(r.reached))
+                     for r in run.results])
+    assert runs[0] == runs[1]
+
+
+def worker_pids() -> list[int]:
+    """Processes Ray runs an EpisodeWorker in (found through /proc, as a user would)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray::EpisodeWorker" in cmdline:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def test_a_killed_worker_is_replaced_and_nothing_sent_is_lost(cluster, tmp_path):
+    cfg = config(tmp_path, episodes=6, max_steps=300)
+    killed: list[int] = []
+    batch_two: list[int] = []  # the steps played when batch 2 began
+
+    def kill_one(done: int, steps: int) -> None:
+        if done >= 2 and not batch_two:
+            batch_two.append(steps)
+        if not killed and batch_two and steps > batch_two[0] + 40:  # mid-episode, batch 2
+            pids = worker_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+    run = play(tmp_path, cfg, kill_one)
+
+    assert killed, "no worker was running to kill"
+    assert len(run.results) == 6
+    lost = [i for i, r in enumerate(run.results) if r.end == LOST]
+    assert len(lost) == 1 and lost[0] in (2, 3)
+    assert sum(w.replaced for w in run.workers) == 1
+    # The replacement played the slot's later episode.
+    assert run.results[lost[0] + 2].end != LOST and run.results[lost[0] + 2].steps > 0
+    with closing(sqlite3.connect(cfg.store)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with ExperienceStore(cfg.store, writable=False) as store:
+        assert store.count() == sum(r.attempts for r in run.results)
+        assert not store.by_episode(run.results[lost[0]].episode)
+    recording = load_episode(tmp_path / "runs" / f"episode-{lost[0]:03d}", salvage=True)
+    assert not recording.finished
+    assert recording.metadata["end_reason"] == LOST
+    assert len(recording.frames) == len(recording.actions) + 1 > 1
+
+
+def test_stopping_keeps_what_was_played(cluster, tmp_path):
+    """Ctrl-C reaches the owner: workers stop at their next attempt and send what they
+    played; it is stored, and the recordings end as interrupted."""
+    cfg = config(tmp_path, episodes=6, max_steps=300)
+    main = threading.main_thread().ident
+
+    def interrupt(done: int, steps: int) -> None:
+        if steps > 100 and threading.get_ident() == main:
+            signal.raise_signal(signal.SIGINT)
+
+    run = play(tmp_path, cfg, interrupt)
+
+    assert run.stopped
+    assert 1 <= len(run.results) <= 2  # batch 1 only: an episode may have ended by itself
+    assert "interrupted" in [r.end for r in run.results]
+    with ExperienceStore(cfg.store, writable=False) as store:
+        assert store.count() == sum(r.attempts for r in run.results) > 0
+        for r in run.results:
+            assert len(store.by_episode(r.episode)) == r.attempts
+    for r in run.results:
+        recording = load_episode(r.directory)
+        assert recording.finished and recording.metadata["end_reason"] == r.end
+        assert len(recording.actions) == r.steps

@@ -1,0 +1,115 @@
+"""`cairn run --workers N` as a user runs it: a real local Ray cluster started by the
+command, Ctrl-C, bad input, and the one-process default that needs no Ray."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "crafter.yaml"
+
+
+def small_config(tmp_path: Path) -> Path:
+    import yaml
+
+    config = yaml.safe_load(CONFIG.read_text())
+    config["env"]["kwargs"]["area"] = [32, 32]
+    path = tmp_path / "crafter-small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cairn_run(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "cairn.runtime", "run", str(small_config(tmp_path)),
+            "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "runs"), *args]
+
+
+def test_workers_print_the_table_with_per_worker_rates(tmp_path):
+    done = subprocess.run(cairn_run(tmp_path, "--workers", "2", "--episodes", "3",
+                                    "--max-steps", "80"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("crafter-") for line in lines) == 3
+    workers = [line for line in lines if line.startswith("worker ")]
+    assert len(workers) == 2 and "steps/s" in workers[0]
+    assert "2 episode(s)" in workers[0] and "1 episode(s)" in workers[1]
+    total = next(line for line in lines if line.startswith("all 2 workers"))
+    assert "2 batch(es)" in total
+
+
+def test_ctrl_c_stops_cleanly_and_prints_what_finished(tmp_path):
+    proc = subprocess.Popen(cairn_run(tmp_path, "--workers", "2", "--episodes", "40",
+                                      "--max-steps", "300", "--quiet"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            metas = list((tmp_path / "runs").glob("*/episode-00[2-9]/meta.json"))
+            if metas:  # batch 2 is playing
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    played = [line for line in out.splitlines() if line.startswith("crafter-")]
+    assert 3 <= len(played) < 40  # batch 2 began; an episode stopped mid-way says so
+    assert all(line.split()[7] in ("interrupted", "terminated", "truncated") for line in played)
+    assert "cairn: stopped" in err
+    with closing(sqlite3.connect(tmp_path / "store.sqlite")) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+    assert stored == sum(int(line.split()[4]) for line in played)
+    for meta in (tmp_path / "runs").glob("*/episode-*/meta.json"):
+        assert json.loads(meta.read_text())["finished"]
+    leftovers = subprocess.run(["pgrep", "-f", "ray::EpisodeWorker"], capture_output=True)
+    assert leftovers.returncode == 1, "a worker process outlived the run"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--workers", "0"], "--workers must be a positive number"),
+    (["--workers", "x"], "invalid int value"),
+])
+def test_bad_worker_counts_get_one_line(tmp_path, args, says):
+    done = subprocess.run(cairn_run(tmp_path, *args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_board_workers_need_private_displays(tmp_path):
+    shared = tmp_path / "flip-shared.yaml"
+    text = (ROOT / "configs" / "flip.yaml").read_text()
+    assert "xvfb: true" in text
+    shared.write_text(text.replace("xvfb: true", "xvfb: false"))
+    refused = subprocess.run(
+        [sys.executable, "-m", "cairn.runtime", "run", str(shared), "--workers", "2",
+         "--store", str(tmp_path / "s.sqlite")], cwd=ROOT, capture_output=True, text=True,
+        timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "board.xvfb: true" in refused.stderr
+
+
+def test_one_worker_plays_here_without_ray(tmp_path):
+    code = ("import sys; from cairn.runtime.cli import main; "
+            f"status = main({cairn_run(tmp_path, '--max-steps', '30', '--quiet')[3:]!r}); "
+            "print('ray' in sys.modules, status)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False 0"

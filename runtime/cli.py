@@ -173,9 +173,12 @@ def _run_here(config: RunConfig, store, run_dir: Path | None, run_id: str,
 
 def _run_parallel(config: RunConfig, store, run_dir: Path | None, run_id: str,
                   progress: RunProgress) -> int:
-    from cairn.runtime.workers import run_parallel
+    from cairn.runtime.workers import WorkerError, run_parallel
 
-    run = run_parallel(config, store, run_dir, run_id, progress.update)
+    try:
+        run = run_parallel(config, store, run_dir, run_id, progress.update)
+    except WorkerError as err:
+        raise UserError(str(err)) from None
     progress.close()
     score = config.game_adapter().score([r.reached for r in run.results])
     print_table(run.results, score, run_dir)
@@ -251,8 +254,8 @@ def print_workers(run) -> None:
     sync = sum(run.sync_seconds)
     print(f"all {len(run.workers)} workers: {run.steps} steps in {run.play_seconds:.1f} s, "
           f"{run.steps_per_second:.0f} steps/s; Ray and workers started in "
-          f"{run.startup_seconds:.1f} s; {len(run.sync_seconds)} batch(es) synchronised in "
-          f"{sync:.2f} s")
+          f"{run.startup_seconds:.1f} s; {len(run.sync_seconds)} episode(s) stored and "
+          f"distilled in {sync:.2f} s")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

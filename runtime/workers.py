@@ -4,16 +4,20 @@
 holds its own env and :class:`~cairn.runtime.loop.Agent` (a desktop game on the worker's own
 private display). Nothing crosses a process boundary once per step:
 
-1. Before each batch the owner (this process, which holds the real store) takes a snapshot
-   of the knowledge (``cairn.experience.snapshot``) and puts it in Ray's object store once.
-2. Worker ``w`` of batch ``b`` plays episode ``b * N + w`` from that snapshot with learning
-   frozen, keeping every attempt with its kit's learning facts.
+1. The owner (this process, which holds the real store) takes a snapshot of the knowledge
+   (``cairn.experience.snapshot``) and puts it in Ray's object store once.
+2. Worker slot ``w`` plays episodes ``w``, ``w + N``, ``w + 2N``, ... Each starts from the
+   snapshot taken after every episode before it but the ``N - 1`` just before it
+   (``snapshot_for``), with learning frozen, and keeps every attempt with its kit's learning
+   facts.
 3. When the episode ends the worker sends its attempts back in one message; the owner adds
-   them to the store and distils them, episode by episode in index order, between batches.
+   them to the store and distils them, strictly in episode order, then snapshots again.
 
-So every worker of the next batch starts from everything learned so far, and the same
-config, seed and N give the same result however the batch's episodes interleave. What a
-worker gives up against a single process is learning within its episode (docs/workers.md).
+So each episode starts from everything learned but what its peers are still playing; with
+one worker it is everything before it. Which snapshot an episode sees never depends on
+timing, so the same config, seed and N give the same run. What a worker gives up against a
+single process is learning within its episode and from its peers' running episodes
+(docs/workers.md).
 
 A worker process that dies mid-episode is replaced; its episode is marked ``worker_lost``
 and keeps the steps its recording holds. Ctrl-C (or the kill switch) asks every worker to
@@ -29,6 +33,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -168,14 +173,14 @@ class ParallelRun:
     knew: list[tuple[int, int]] = field(default_factory=list)
     """Per episode (as ``results``): the skills and guardrails it started with."""
     known: list[tuple[int, int]] = field(default_factory=list)
-    """Per batch: the skills and guardrails its snapshot held."""
+    """``known[k]``: the skills and guardrails the store held after the first k episodes."""
     workers: list[WorkerStats] = field(default_factory=list)
     startup_seconds: float = 0.0
     """Ray's start (or connection) and the workers' start."""
     sync_seconds: list[float] = field(default_factory=list)
-    """Per batch: snapshot, then storing and distilling what came back."""
+    """Per episode: storing and distilling what came back, then the next snapshot."""
     play_seconds: float = 0.0
-    """Wall-clock time of the batches, synchronisation included."""
+    """Wall-clock time from the first episode's start to the last one's end."""
     stopped: bool = False
 
     @property
@@ -185,6 +190,13 @@ class ParallelRun:
     @property
     def steps_per_second(self) -> float:
         return self.steps / max(self.play_seconds, 1e-9)
+
+
+def snapshot_for(index: int, workers: int) -> int:
+    """Episode ``index`` starts from the knowledge of the episodes before it but the
+    ``workers - 1`` just before it: those its peers may still be playing. (One worker sees
+    everything before it, as a single process does.)"""
+    return max(0, index - workers + 1)
 
 
 class Owner:
@@ -231,12 +243,9 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
         pool.start(config.workers)
         run.workers = [WorkerStats() for _ in range(config.workers)]
         run.startup_seconds = time.perf_counter() - began
-        owner = Owner(config, store)
         playing = time.perf_counter()
         try:
-            for first in range(0, config.episodes, config.workers):
-                indices = range(first, min(first + config.workers, config.episodes))
-                _batch(pool, owner, run, config, indices, on_progress)
+            _Schedule(pool, Owner(config, store), run, config, on_progress).play()
         except KeyboardInterrupt:
             run.stopped = True
         except Exception as err:
@@ -254,55 +263,120 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
     return run
 
 
+class WorkerError(Exception):
+    """The workers cannot start (no Ray cluster at the address); the message says why."""
+
+
 def _start_ray(config: RunConfig) -> None:
     address = config.ray_address
-    ray.init(address=address, num_cpus=None if address else config.workers,
-             include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=True, configure_logging=True)
-
-
-def _batch(pool: _Pool, owner: Owner, run: ParallelRun, config: RunConfig,
-           indices: range, on_progress: Callable[[int, int], None] | None) -> None:
-    began = time.perf_counter()
-    snapshot = ray.put(owner.snapshot())
-    run.known.append(owner.known())
-    sync = time.perf_counter() - began
-    pending = {pool.play(w, snapshot, config.seed + i, i): (w, i) for w, i in enumerate(indices)}
-    reports: dict[int, EpisodeReport] = {}
+    _check_reachable(address)
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                worker, index = pending.pop(ref)
-                report = pool.collect(ref, worker, config, index)
-                reports[index] = report
-            if on_progress is not None:
-                live = pool.live_steps([w for w, _ in pending.values()])
-                on_progress(len(run.results) + len(reports),
-                            run.steps + sum(r.result.steps for r in reports.values()) + live)
-    except BaseException:
-        with _deferred_interrupts():
-            reports.update(pool.stop(pending, config))
-            _keep(owner, run, reports)
-        raise
-    began = time.perf_counter()
+        ray.init(address=address, num_cpus=None if address else config.workers,
+                 include_dashboard=False, logging_level=logging.WARNING)
+    except ConnectionError as err:
+        raise WorkerError(
+            f"cannot reach a Ray cluster at {address!r} ({err}); start one with "
+            "'ray start --head' and pass the address it prints, or 'auto' on its head node "
+            "(a cluster with token authentication also needs RAY_AUTH_MODE=token here)"
+        ) from None
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at a
+    HOST:PORT address."""
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
     try:
-        with _deferred_interrupts():
-            _keep(owner, run, reports)
-    finally:
-        run.sync_seconds.append(sync + time.perf_counter() - began)
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise WorkerError(f"cannot reach a Ray cluster at {address!r} ({reason}); start one "
+                          "with 'ray start --head' and pass the address it prints") from None
 
 
-def _keep(owner: Owner, run: ParallelRun, reports: dict[int, EpisodeReport]) -> None:
-    for index in sorted(reports):
-        report = reports[index]
-        owner.ingest(report)
+class _Schedule:
+    """Deals episodes to worker slots (slot ``w`` plays ``w``, ``w + N``, ...), starts each
+    from its snapshot (``snapshot_for``) as soon as that snapshot exists, and stores and
+    distils finished episodes strictly in index order. Which snapshot an episode sees never
+    depends on timing, so runs are reproducible; a worker waits only when an episode its next
+    one must know about is still being played."""
+
+    def __init__(self, pool: _Pool, owner: Owner, run: ParallelRun, config: RunConfig,
+                 on_progress: Callable[[int, int], None] | None):
+        self.pool, self.owner, self.run, self.config = pool, owner, run, config
+        self.on_progress = on_progress
+        self.n, self.episodes = config.workers, config.episodes
+        self.next = list(range(self.n))
+        """Per slot, the next episode it will play."""
+        self.pending: dict[Any, tuple[int, int]] = {}
+        self.finished: dict[int, EpisodeReport] = {}
+        self.snapshots: dict[int, Any] = {}
+        self.ingested = 0
+
+    def play(self) -> None:
+        self._snapshot()
+        try:
+            self._start_ready()
+            while self.pending:
+                done, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
+                for ref in done:
+                    worker, index = self.pending.pop(ref)
+                    self.finished[index] = self.pool.collect(ref, worker, self.config, index)
+                with _deferred_interrupts():
+                    self._ingest_in_order()
+                self._start_ready()
+                self._progress()
+        except BaseException:
+            with _deferred_interrupts():
+                self.finished.update(self.pool.stop(self.pending, self.config))
+                for index in sorted(self.finished):
+                    self._keep(self.finished.pop(index))
+            raise
+
+    def _start_ready(self) -> None:
+        busy = {worker for worker, _ in self.pending.values()}
+        for worker in range(self.n):
+            index = self.next[worker]
+            needed = snapshot_for(index, self.n)
+            if worker in busy or index >= self.episodes or needed not in self.snapshots:
+                continue
+            ref = self.pool.play(worker, self.snapshots[needed], self.config.seed + index, index)
+            self.pending[ref] = (worker, index)
+            self.next[worker] += self.n
+        oldest = snapshot_for(min(self.next), self.n)
+        for k in [k for k in self.snapshots if k < oldest]:
+            del self.snapshots[k]  # no episode still to start needs it: Ray frees it
+
+    def _ingest_in_order(self) -> None:
+        while self.ingested in self.finished:
+            began = time.perf_counter()
+            self._keep(self.finished.pop(self.ingested))
+            self.ingested += 1
+            if self.ingested <= snapshot_for(self.episodes - 1, self.n):
+                self._snapshot()
+            self.run.sync_seconds.append(time.perf_counter() - began)
+
+    def _snapshot(self) -> None:
+        self.snapshots[self.ingested] = ray.put(self.owner.snapshot())
+        self.run.known.append(self.owner.known())
+
+    def _keep(self, report: EpisodeReport) -> None:
+        run = self.run
+        self.owner.ingest(report)
         run.results.append(report.result)
         run.knew.append(report.knew)
         stats = run.workers[report.worker]
         stats.episodes += 1
         stats.steps += report.result.steps
         stats.seconds += report.result.seconds - report.result.reset_seconds
+
+    def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        live = self.pool.live_steps([worker for worker, _ in self.pending.values()])
+        done = self.run.results + [r.result for r in self.finished.values()]
+        self.on_progress(len(done), sum(r.steps for r in done) + live)
 
 
 class _Pool:

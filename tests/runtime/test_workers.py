@@ -38,7 +38,7 @@ def play(tmp_path, cfg, on_progress=None):
         return run_parallel(cfg, store, tmp_path / "runs", "test", on_progress)
 
 
-def test_two_workers_fill_one_store_and_the_next_batch_knows_the_first(cluster, tmp_path):
+def test_two_workers_fill_one_store_and_later_episodes_know_earlier_ones(cluster, tmp_path):
     cfg = config(tmp_path, episodes=4, max_steps=150)
     run = play(tmp_path, cfg)
 
@@ -49,13 +49,14 @@ def test_two_workers_fill_one_store_and_the_next_batch_knows_the_first(cluster, 
         assert all(n > 0 for n in per_episode)
         assert store.count() == sum(per_episode)
         skills = len(list(store.knowledge.current("skill")))
-    # Both worker slots played one episode per batch, each from its own process.
+    # Each worker slot played every other episode, in its own process.
     assert [w.episodes for w in run.workers] == [2, 2]
-    # Batch 1 started from an empty store; batch 2 from everything batch 1 taught.
+    # Episodes 0 and 1 started from an empty store; episode 2 from what episode 0 taught,
+    # episode 3 from what episodes 0 and 1 taught (its peer was still playing episode 2).
     assert run.known[0] == (0, 0)
-    assert run.known[1][0] > 0
-    assert run.knew == [run.known[0]] * 2 + [run.known[1]] * 2
-    assert skills >= run.known[1][0]
+    assert run.known[1][0] > 0 and run.known[2][0] >= run.known[1][0]
+    assert run.knew == [run.known[0], run.known[0], run.known[1], run.known[2]]
+    assert skills >= run.known[2][0]
     for i in range(4):
         episode = load_episode(tmp_path / "runs" / f"episode-{i:03d}")
         assert episode.finished and len(episode.actions) == run.results[i].steps

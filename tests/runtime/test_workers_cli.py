@@ -2,6 +2,8 @@
 command, Ctrl-C, bad input, and the one-process default that needs no Ray."""
 
 import json
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -44,7 +46,7 @@ def test_workers_print_the_table_with_per_worker_rates(tmp_path):
     assert len(workers) == 2 and "steps/s" in workers[0]
     assert "2 episode(s)" in workers[0] and "1 episode(s)" in workers[1]
     total = next(line for line in lines if line.startswith("all 2 workers"))
-    assert "2 batch(es)" in total
+    assert "3 episode(s) stored and distilled" in total
 
 
 def test_ctrl_c_stops_cleanly_and_prints_what_finished(tmp_path):
@@ -77,8 +79,41 @@ def test_ctrl_c_stops_cleanly_and_prints_what_finished(tmp_path):
     assert stored == sum(int(line.split()[4]) for line in played)
     for meta in (tmp_path / "runs").glob("*/episode-*/meta.json"):
         assert json.loads(meta.read_text())["finished"]
-    leftovers = subprocess.run(["pgrep", "-f", "ray::EpisodeWorker"], capture_output=True)
-    assert leftovers.returncode == 1, "a worker process outlived the run"
+    leftovers = subprocess.run(["pgrep", "-af", "ray::EpisodeWorker|gcs_server|raylet"],
+                               capture_output=True, text=True)
+    assert leftovers.returncode == 1, f"outlived the run: {leftovers.stdout}"
+
+
+def test_workers_join_an_existing_cluster(tmp_path):
+    """`ray start --head` as a user would on a head node, then --address; the workers run
+    on that cluster, and stopping the cluster is the user's business."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    started = subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", "6391",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    try:
+        assert started.returncode == 0, started.stderr
+        address = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr)
+        assert address, started.stdout
+        done = subprocess.run(cairn_run(tmp_path, "--workers", "2", "--episodes", "2",
+                                        "--max-steps", "40", "--address", address.group(1)),
+                              cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "all 2 workers" in done.stdout
+        alive = subprocess.run([ray_cli, "status", "--address", address.group(1)],
+                               capture_output=True, text=True, timeout=60, env=env)
+        assert alive.returncode == 0  # the run left the user's cluster running
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path):
+    done = subprocess.run(cairn_run(tmp_path, "--workers", "2", "--address", "127.0.0.1:9"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2
+    assert "cannot reach a Ray cluster at '127.0.0.1:9'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("args, says", [

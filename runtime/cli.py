@@ -184,9 +184,9 @@ def _run_parallel(config: RunConfig, store, run_dir: Path | None, run_id: str,
     print_table(run.results, score, run_dir)
     print_workers(run)
     if run.stopped:
-        print("cairn: stopped; the store holds every attempt the workers sent back, and "
-              "the recordings every completed step", file=sys.stderr)
-        return 130
+        print(f"cairn: {run.stopped}; the store holds every attempt the workers sent back, "
+              "and the recordings every completed step", file=sys.stderr)
+        return {"interrupted": 130, "terminated": 143, "killed": 3}[run.stopped]
     return 0
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import ray
 
+from cairn.envs.x11 import Terminated
 from cairn.experience.recording import META
 from cairn.experience.records import ExperienceTuple
 from cairn.experience.snapshot import open_snapshot, take_snapshot
@@ -181,7 +182,9 @@ class ParallelRun:
     """Per episode: storing and distilling what came back, then the next snapshot."""
     play_seconds: float = 0.0
     """Wall-clock time from the first episode's start to the last one's end."""
-    stopped: bool = False
+    stopped: str = ""
+    """What stopped the run early, if anything: ``interrupted`` (Ctrl-C), ``terminated``
+    (SIGTERM) or ``killed`` (the kill switch)."""
 
     @property
     def steps(self) -> int:
@@ -228,9 +231,10 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
                  ) -> ParallelRun:
     """Play ``config.episodes`` episodes on ``config.workers`` Ray workers into ``store``.
 
-    ``on_progress(episodes_done, steps)`` is called about twice a second. Ctrl-C and the
-    kill switch stop the run cleanly: the returned run has ``stopped`` set and holds every
-    episode that finished or was stopped; the exception is not raised again.
+    ``on_progress(episodes_done, steps)`` is called about twice a second. Ctrl-C, SIGTERM
+    and the kill switch stop the run cleanly: the returned run says which in ``stopped``
+    and holds every episode that finished or was stopped; the exception is not raised
+    again.
     """
     run = ParallelRun()
     began = time.perf_counter()
@@ -245,13 +249,14 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
         run.startup_seconds = time.perf_counter() - began
         playing = time.perf_counter()
         try:
-            _Schedule(pool, Owner(config, store), run, config, on_progress).play()
-        except KeyboardInterrupt:
-            run.stopped = True
+            with _terminate_as_interrupt():
+                _Schedule(pool, Owner(config, store), run, config, on_progress).play()
+        except KeyboardInterrupt as err:
+            run.stopped = "terminated" if isinstance(err, Terminated) else "interrupted"
         except Exception as err:
             if getattr(err, "end_reason", None) != "killed":
                 raise
-            run.stopped = True
+            run.stopped = "killed"
         run.play_seconds = time.perf_counter() - playing
         for stats, replaced in zip(run.workers, pool.replaced, strict=True):
             stats.replaced = replaced
@@ -331,7 +336,9 @@ class _Schedule:
             with _deferred_interrupts():
                 self.finished.update(self.pool.stop(self.pending, self.config))
                 for index in sorted(self.finished):
+                    began = time.perf_counter()
                     self._keep(self.finished.pop(index))
+                    self.run.sync_seconds.append(time.perf_counter() - began)
             raise
 
     def _start_ready(self) -> None:
@@ -475,6 +482,25 @@ def mark_lost(directory: Path) -> int:
     with contextlib.suppress(OSError), steps_file.open("rb") as f:
         return sum(line.endswith(b"\n") for line in f)
     return 0
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (a SIGTERM ignored on purpose stays ignored)."""
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM received")
+
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

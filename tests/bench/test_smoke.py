@@ -52,3 +52,20 @@ def test_learning_bench_compares_three_agents(tmp_path):
 def test_desktop_latency_prints_each_phase():
     out = run("desktop_latency", "--iterations", "5", "--seconds", "0.5")
     assert number(r"total\s+p50\s+([\d.]+)", out) > 0
+
+
+def test_scaling_prints_rates_with_one_and_two_workers():
+    pytest.importorskip("ray")
+    out = run("scaling", "--episodes", "2", "--max-steps", "30", timeout=300)
+    assert number(r"Ray, 2 worker\(s\)\s+\d+\s+[\d.]+\s+\d+\s+([\d.]+)x", out) > 0
+    assert number(r"1 worker\(s\): Ray and workers started in ([\d.]+) s", out) > 0
+    assert "2 workers / 1 worker" in out
+
+
+def test_worker_learning_compares_one_process_with_workers():
+    pytest.importorskip("ray")
+    out = run("worker_learning", "--episodes", "2", "--eval-episodes", "1", "--max-steps", "30",
+              "--generation", "1", timeout=300)
+    held_out = re.findall(r"^  (one process|1 Ray worker|2 Ray workers)\s+([\d.]+)\s+\d+$",
+                          out, re.M)
+    assert [name for name, _ in held_out] == ["one process", "1 Ray worker", "2 Ray workers"]

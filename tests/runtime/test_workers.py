@@ -1,6 +1,7 @@
 """Workers under a real local Ray cluster (2 CPUs, started here) playing real Crafter worlds
 into one real store: what arrives, what the next batch knows, what a killed worker leaves."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -74,40 +75,53 @@ def test_the_same_config_gives_the_same_run(cluster, tmp_path):
     assert runs[0] == runs[1]
 
 
-def worker_pids() -> list[int]:
-    """Processes Ray runs an EpisodeWorker in (found through /proc, as a user would)."""
-    found = []
+def player_of(episode: Path) -> int | None:
+    """The process writing an episode's recording (found through /proc, as a user would)."""
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"ray::EpisodeWorker" not in (entry / "cmdline").read_bytes():
                 continue
-            if b"ray::EpisodeWorker" in cmdline:
-                found.append(int(entry.name))
-    return sorted(found)
+            if any(str(episode) in os.readlink(fd) for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def recorded_steps(episode: Path) -> int:
+    try:
+        return (episode / "steps.jsonl").read_bytes().count(b"\n")
+    except OSError:
+        return 0
 
 
 def test_a_killed_worker_is_replaced_and_nothing_sent_is_lost(cluster, tmp_path):
-    cfg = config(tmp_path, episodes=6, max_steps=300)
+    cfg = config(tmp_path, episodes=8, max_steps=300)
     killed: list[int] = []
-    batch_two: list[int] = []  # the steps played when batch 2 began
 
     def kill_one(done: int, steps: int) -> None:
-        if done >= 2 and not batch_two:
-            batch_two.append(steps)
-        if not killed and batch_two and steps > batch_two[0] + 40:  # mid-episode, batch 2
-            pids = worker_pids()
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
+        """Once two episodes are done, kill the worker of the first one that is 10 steps in."""
+        if killed or done < 2:
+            return
+        for episode in sorted((tmp_path / "runs").glob("episode-*")):
+            meta = episode / "meta.json"
+            if episode.name < "episode-002" or recorded_steps(episode) < 10 \
+                    or not meta.exists() or json.loads(meta.read_text())["finished"]:
+                continue
+            pid = player_of(episode)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
 
     run = play(tmp_path, cfg, kill_one)
 
     assert killed, "no worker was running to kill"
-    assert len(run.results) == 6
+    assert len(run.results) == 8
     lost = [i for i, r in enumerate(run.results) if r.end == LOST]
-    assert len(lost) == 1 and lost[0] in (2, 3)
+    assert len(lost) == 1 and 2 <= lost[0] <= 5
     assert sum(w.replaced for w in run.workers) == 1
     # The replacement played the slot's later episode.
     assert run.results[lost[0] + 2].end != LOST and run.results[lost[0] + 2].steps > 0

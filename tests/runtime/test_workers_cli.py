@@ -49,10 +49,15 @@ def test_workers_print_the_table_with_per_worker_rates(tmp_path):
     assert "3 episode(s) stored and distilled" in total
 
 
-def test_ctrl_c_stops_cleanly_and_prints_what_finished(tmp_path):
+@pytest.mark.parametrize("how, status, said", [
+    ("ctrl-c", 130, "interrupted"),  # to the whole process group, as a terminal sends it
+    ("sigterm", 143, "terminated"),  # to the cairn process alone, as a process manager does
+])
+def test_stopping_is_clean_and_prints_what_finished(tmp_path, how, status, said):
     proc = subprocess.Popen(cairn_run(tmp_path, "--workers", "2", "--episodes", "40",
                                       "--max-steps", "300", "--quiet"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -62,17 +67,20 @@ def test_ctrl_c_stops_cleanly_and_prints_what_finished(tmp_path):
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "Traceback" not in err
     played = [line for line in out.splitlines() if line.startswith("crafter-")]
     assert 3 <= len(played) < 40  # batch 2 began; an episode stopped mid-way says so
     assert all(line.split()[7] in ("interrupted", "terminated", "truncated") for line in played)
-    assert "cairn: stopped" in err
+    assert f"cairn: {said}" in err
     with closing(sqlite3.connect(tmp_path / "store.sqlite")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import multiprocessing
+import pickle
 import random
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
-from cairn.experience.store import ExperienceStore, StoreError
+from cairn.experience.store import ExperienceStore, StoreError, encode_attempts
 from cairn.experience.store_schema import APPLICATION_ID, SCHEMA_VERSION
 
 KINDS = ["grass", "tree", "stone", "water", "table", None]
@@ -256,3 +261,164 @@ def test_effects_written_under_older_names_read_back_in_todays_vocabulary(tmp_pa
                              "verification": ["tile:grass>table"], "successes": 2,
                              "attempts": 2, "rewarded": 0})
     assert skill.verification == ["changed:0,0:grass>table"] and skill.creates() == ["table"]
+
+
+# -- the split write path: encode anywhere, write in the owning process --------------------
+
+def written(store: ExperienceStore) -> dict:
+    """Everything tiers 1 and 2 hold, with names in place of interned ids and payloads
+    unpickled; summaries without their wall-clock ``updated_at``."""
+    conn = store._conn
+    attempts = [(*row[:-1], pickle.loads(row[-1])) for row in conn.execute(
+        "SELECT a.id, e.name, a.step_start, a.step_end, s.key, a.success, a.cause, "
+        "a.condition, a.spatial, a.payload FROM attempts AS a "
+        "JOIN episodes AS e ON e.id = a.episode JOIN subgoals AS s ON s.id = a.subgoal "
+        "ORDER BY a.id")]
+    tags = set(conn.execute("SELECT g.name, t.attempt FROM attempt_tags AS t "
+                            "JOIN tags AS g ON g.id = t.tag"))
+    summaries = {row[:3]: row[3:] for row in conn.execute(
+        "SELECT s.key, m.condition, m.cause, m.attempts, m.successes, m.progress_sum, "
+        "m.steps_sum, m.last_attempt, e.name FROM summaries AS m "
+        "JOIN subgoals AS s ON s.id = m.subgoal JOIN episodes AS e ON e.id = m.last_episode")}
+    return {"attempts": attempts, "tags": tags, "summaries": summaries}
+
+
+def expected(batches: list[list[ExperienceTuple]]) -> dict:
+    """What storing ``batches`` in order must leave, worked out from the tuples alone."""
+    attempts, tags, summaries = [], set(), {}
+    for attempt_id, t in enumerate((t for batch in batches for t in batch), 1):
+        d = t.to_dict()
+        del d["id"]
+        cause = str(t.diagnosis.cause)
+        attempts.append((attempt_id, t.episode, t.step_start, t.step_end, t.subgoal.key,
+                         int(t.diagnosis.success), cause, t.condition, t.spatial, d))
+        tags.update((tag, attempt_id) for tag in t.tags)
+        n, ok, progress, steps, _, _ = summaries.get(
+            (t.subgoal.key, t.condition, cause), (0, 0, 0.0, 0, 0, ""))
+        summaries[(t.subgoal.key, t.condition, cause)] = (
+            n + 1, ok + t.diagnosis.success, progress + t.diagnosis.progress,
+            steps + t.diagnosis.steps, attempt_id, t.episode)
+    approx = {key: (*row[:2], pytest.approx(row[2]), *row[3:]) for key, row in summaries.items()}
+    return {"attempts": attempts, "tags": tags, "summaries": approx}
+
+
+def fresh_tuples(n: int = 200) -> list[ExperienceTuple]:
+    rng = random.Random(7)
+    ts = [make_tuple(rng, f"ep{i // 40}", i) for i in range(n)]
+    for i in range(0, n, 5):  # attempts that share (subgoal, condition, cause) in a batch
+        twin = copy.deepcopy(ts[i])
+        twin.episode, twin.diagnosis.progress, twin.diagnosis.steps = "twin", 0.25, 3
+        ts[i + 1] = twin
+    return ts
+
+
+def test_add_encoded_writes_what_add_many_writes_and_what_the_tuples_say(tmp_path):
+    ts = fresh_tuples()
+    batches = [ts[:120], ts[120:]]
+    folded = {(t.subgoal.key, t.condition, str(t.diagnosis.cause)) for t in batches[0]}
+    assert len(folded) < len(batches[0])  # some tier-2 rows fold several attempts
+    want = expected(batches)
+    with ExperienceStore(tmp_path / "many.db") as many:
+        assert [many.add_many(b) for b in batches] == [list(range(1, 121)),
+                                                        list(range(121, 201))]
+        assert [t.id for t in ts] == list(range(1, 201))
+        assert written(many) == want
+        by_many = [written(many), [many.by_condition(t.condition).ids for t in ts[:20]],
+                   [many.by_tag(tag).ids for tag in ts[3].tags], many.subgoal_stats()]
+    ts = fresh_tuples()
+    with ExperienceStore(tmp_path / "encoded.db") as owner:
+        assert [owner.add_encoded(encode_attempts(b)) for b in (ts[:120], ts[120:])] == [
+            list(range(1, 121)), list(range(121, 201))]
+        assert all(t.id is None for t in ts)  # the tuples never reached the owner
+        by_owner = [written(owner), [owner.by_condition(t.condition).ids for t in ts[:20]],
+                    [owner.by_tag(tag).ids for tag in ts[3].tags], owner.subgoal_stats()]
+    assert by_owner[:3] == by_many[:3]
+    assert {k: replace(s, updated_at=None) for k, s in by_owner[3].items()} == {
+        k: replace(s, updated_at=None) for k, s in by_many[3].items()}
+
+
+def test_batches_encoded_in_other_processes_are_written_by_the_owner(tmp_path):
+    ts = fresh_tuples()
+    batches = [ts[i:i + 50] for i in range(0, len(ts), 50)]
+    with multiprocessing.get_context("spawn").Pool(2) as workers:
+        encoded = workers.map(encode_attempts, batches)
+    assert encoded == [encode_attempts(b) for b in batches]
+    assert pickle.loads(pickle.dumps(encoded[0])) == encoded[0]
+    with ExperienceStore(tmp_path / "owner.db") as owner:
+        for batch in encoded:
+            owner.add_encoded(batch)
+        assert written(owner) == expected(batches)
+
+
+def test_a_batch_is_plain_columns_with_each_name_once():
+    ts = fresh_tuples(10)
+    batch = encode_attempts(ts)
+    assert len(batch) == 10 and all(len(column) == 10 for column in batch.attempts)
+    assert batch.episodes == ("ep0", "twin")
+    assert sorted(batch.subgoals) == sorted({t.subgoal.key for t in ts})
+    episode, _, _, subgoal, *_ = batch.attempts
+    assert [batch.episodes[i] for i in episode] == [t.episode for t in ts]
+    assert [batch.subgoals[i] for i in subgoal] == [t.subgoal.key for t in ts]
+    tag, tagged = batch.tagged
+    assert sorted((batch.tags[k], i) for k, i in zip(tag, tagged, strict=True)) == sorted(
+        (name, i) for i, t in enumerate(ts) for name in t.tags)
+    runs = [batch.tags[k] for k, _ in itertools.groupby(tag)]
+    assert len(runs) == len(set(runs))  # grouped by tag
+    assert len(encode_attempts([])) == 0
+
+
+def test_a_failed_batch_leaves_nothing_behind_and_no_stale_name(tmp_path):
+    path = tmp_path / "atomic.db"
+    ts = fresh_tuples(40)
+    with ExperienceStore(path) as owner, ExperienceStore(path) as other:
+        owner.add_encoded(encode_attempts(ts[:10]))
+        before = written(owner)
+        for t in ts[10:20]:
+            t.episode = "fresh"  # a new name, interned inside the failing transaction
+        good = encode_attempts(ts[10:20])
+        *columns, progress, steps, last, episode = good.groups
+        bad = replace(good, groups=(*columns, (object(),) * len(progress), steps, last,
+                                    episode))  # fails at tier 2, after the attempt rows
+        with pytest.raises(sqlite3.ProgrammingError):
+            owner.add_encoded(bad)
+        assert written(owner) == before
+        assert owner._conn.execute("SELECT count(*) FROM episodes WHERE name = 'fresh'"
+                                   ).fetchone()[0] == 0
+        between = replace(ts[20], episode="other")  # takes the id "fresh" had for a moment
+        other.add_encoded(encode_attempts([between]))
+        assert owner.add_encoded(good) == list(range(12, 22))
+        assert owner.by_episode("fresh").ids == list(range(12, 22))
+        assert owner.by_episode("other").ids == [11]
+        assert written(owner) == expected([ts[:10], [between], ts[10:20]])
+
+
+def test_a_malformed_or_foreign_batch_is_refused_before_writing(tmp_path):
+    ts = fresh_tuples(20)
+    batch = encode_attempts(ts)
+    episode, *rest = batch.attempts
+    tag, tagged = batch.tagged
+    broken = [
+        replace(batch, episodes=batch.episodes[:1]),  # a position past the names
+        replace(batch, attempts=((-1, *episode[1:]), *rest)),  # would name the last one
+        replace(batch, attempts=(episode[:-1], *rest)),  # a column short
+        replace(batch, tagged=(tag, tuple(i + 20 for i in tagged))),  # past the batch
+        replace(batch, groups=batch.groups[:8]),  # a column missing
+    ]
+    with ExperienceStore(tmp_path / "s.db") as store:
+        for b in broken:
+            with pytest.raises(ValueError, match="malformed EncodedBatch"):
+                store.add_encoded(b)
+        with pytest.raises(TypeError, match="takes an EncodedBatch, not list"):
+            store.add_encoded(ts)
+        assert store.count() == 0
+        assert store.add_encoded(encode_attempts([])) == []
+        assert store.add_encoded(batch) == list(range(1, 21))
+
+
+def test_a_read_only_store_refuses_encoded_batches(tmp_path):
+    path = tmp_path / "ro.db"
+    ExperienceStore(path).close()
+    with ExperienceStore(path, writable=False) as store:
+        with pytest.raises(StoreError, match="ro.db was opened read-only"):
+            store.add_encoded(encode_attempts(fresh_tuples(3)))
+        assert store.count() == 0

@@ -3,14 +3,16 @@
     python -m bench.scaling --workers 2 --episodes 8 --max-steps 400
 
 Every measurement starts from an empty store and plays the same episodes (seeds) of the same
-config, recording on. Rates are env steps over the wall-clock time of the episodes, world
-generation and the owner's synchronisation included, Ray's start-up left out (printed on its
-own). The ratios are what matter; on a machine with N cores, N workers should come near N.
+config, recording on unless ``--no-record``. Rates are env steps over the wall-clock time of
+the episodes, world generation and the owner's synchronisation included, Ray's start-up left
+out (printed on its own). The ratios are what matter; on a machine with N cores, N workers
+should come near N.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -25,18 +27,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO_2 = 1.7
 
 
-def in_process(config: RunConfig, folder: Path) -> tuple[int, float]:
+def in_process(config: RunConfig, folder: Path, record: bool) -> tuple[int, float]:
     """Steps and wall-clock seconds of the one-process loop (``--workers 1``)."""
+    runs = folder / "runs" if record else None
     with ExperienceStore(folder / "store.sqlite") as store, \
-            Agent(config, store, folder / "runs") as agent:
+            Agent(config, store, runs) as agent:
         began = time.perf_counter()
         steps = sum(agent.run_episode(config.seed + i, i).steps for i in range(config.episodes))
         return steps, time.perf_counter() - began
 
 
-def with_workers(config: RunConfig, folder: Path) -> ParallelRun:
+def with_workers(config: RunConfig, folder: Path, record: bool) -> ParallelRun:
+    runs = folder / "runs" if record else None
     with ExperienceStore(folder / "store.sqlite") as store:
-        return run_parallel(config, store, folder / "runs", f"bench{config.workers}")
+        return run_parallel(config, store, runs, f"bench{config.workers}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,22 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=8, help="episodes per measurement")
     parser.add_argument("--max-steps", type=int, default=400, help="env steps per episode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-record", action="store_true", help="play without recordings")
     args = parser.parse_args(argv)
+    record = not args.no_record
 
     base = {"episodes": args.episodes, "max_steps": args.max_steps, "seed": args.seed}
     with tempfile.TemporaryDirectory(prefix="cairn-scaling-") as tmp:
         folder = Path(tmp)
         config = load_config(args.config, {**base, "workers": 1})
-        steps, seconds = in_process(config, folder / "here")
+        steps, seconds = in_process(config, folder / "here", record)
         here = steps / seconds
         runs = {}
         for n in (1, args.workers):
             config = load_config(args.config, {**base, "workers": n})
-            runs[n] = with_workers(config, folder / f"ray{n}")
+            runs[n] = with_workers(config, folder / f"ray{n}", record)
 
     one = runs[1].steps_per_second
     print(f"{args.episodes} episodes of at most {args.max_steps} steps, {args.config.name}, "
-          "recording on, from an empty store each time")
+          f"recording {'on' if record else 'off'}, from an empty store each time, "
+          f"{os.cpu_count()} CPUs")
     print(f"{'measure':<32} {'steps':>7} {'seconds':>8} {'steps/s':>8} {'vs 1 worker':>12}")
     print(f"{'one process, no Ray':<32} {steps:>7} {seconds:>8.1f} {here:>8.0f} "
           f"{here / one:>11.2f}x")

@@ -37,10 +37,9 @@ NO_TRAITS = ControllerTraits()
 
 def learning_facts(t: ExperienceTuple, traits: ControllerTraits) -> frozenset[str]:
     """The facts of an attempt's pre-state that can bear on whether it works."""
-    facts = t.pre.facts()
     if t.subgoal.controller in traits.walking:
-        return frozenset(f for f in facts if not f.startswith(("facing:", "near:", "see:")))
-    return facts
+        return t.pre.unplaced_facts()
+    return t.pre.facts()
 
 
 def depleting(drift: Drift) -> set[str]:

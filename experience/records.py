@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 FACT_MAX_COUNT = 9
@@ -50,6 +50,12 @@ class Subgoal:
         return cls(controller, target or None)
 
 
+@lru_cache(maxsize=1024)
+def _thresholds(name: str, top: int) -> tuple[str, ...]:
+    """``name>=1`` .. ``name>=top``, the facts a counter at ``top`` holds."""
+    return tuple(f"{name}>={n}" for n in range(1, top + 1))
+
+
 @dataclass
 class State:
     """What the agent believed at one step: its own estimates, never the env's state."""
@@ -82,11 +88,20 @@ class State:
         for name, count in self.counters.items():
             if count <= 0:
                 facts.add(f"{name}=0")
-            facts.update(f"{name}>={n}" for n in range(1, min(count, FACT_MAX_COUNT) + 1))
+            facts.update(_thresholds(name, int(min(count, FACT_MAX_COUNT))))
         facts.update(f"near:{kind}" for row in self.near for kind in row if kind)
         facts.update(f"see:{kind}" for kind in self.visible)
         facts.update(f"tag:{tag}" for tag in self.tags)
         return frozenset(facts)
+
+    def unplaced_facts(self) -> frozenset[str]:
+        """``facts()`` without what is faced, near or in view (what the agent would leave
+        behind by walking off)."""
+        return self._unplaced_facts
+
+    @cached_property
+    def _unplaced_facts(self) -> frozenset[str]:
+        return frozenset(f for f in self.facts() if not f.startswith(("facing:", "near:", "see:")))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,6 +225,7 @@ def counter_effect(name: str, delta: int) -> str:
     return f"{name}{delta:+d}"
 
 
+@lru_cache(maxsize=4096)  # a small vocabulary, split again by every distillation
 def split_counter_effect(effect: str) -> tuple[str | None, str, int]:
     """``wood+1`` -> ("wood", "+", 1); anything else -> (None, "", 0)."""
     for i, ch in enumerate(effect):

@@ -14,8 +14,38 @@ NOVELTY_PREFIXES = ("near:", "facing:")
 def novelty_facts(facts: frozenset[str] | set[str], ignore: frozenset[str] | set[str] = frozenset()
                   ) -> set[str]:
     """Held items (counter thresholds, minus counters in ``ignore``) and neighbours."""
-    return {f for f in facts
-            if (">=" in f and f.split(">=", 1)[0] not in ignore) or f.startswith(NOVELTY_PREFIXES)}
+    if type(facts) is not frozenset:
+        return {f for f in facts if _novel(f, ignore)}
+    # The facts it kept, in the order it met them: a set built from them one by one is
+    # the very set the comprehension above builds, down to its iteration order.
+    return set(_novelty_entry(facts, frozenset(ignore))[0])
+
+
+def _novel(fact: str, ignore: frozenset[str] | set[str]) -> bool:
+    return (">=" in fact and fact.split(">=", 1)[0] not in ignore) \
+        or fact.startswith(NOVELTY_PREFIXES)
+
+
+_NOVELTY_CACHE: dict[int, tuple[frozenset[str], frozenset[str], tuple[str, ...],
+                                frozenset[str]]] = {}
+_NOVELTY_CACHE_SIZE = 1024
+
+
+def _novelty_entry(facts: frozenset[str], ignore: frozenset[str]
+                   ) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(the novelty facts of ``facts`` in the order met, as a frozenset), remembered per
+    facts object: a state's facts are one frozenset, tested against every guardrail and
+    distilled again after every attempt. Only the very same object (which the entry keeps
+    alive, so its id is not reused) with an equal ``ignore`` hits."""
+    entry = _NOVELTY_CACHE.get(id(facts))
+    if entry is not None and entry[0] is facts and entry[1] == ignore:
+        return entry[2], entry[3]
+    kept = tuple(f for f in facts if _novel(f, ignore))
+    have = frozenset(kept)
+    if len(_NOVELTY_CACHE) >= _NOVELTY_CACHE_SIZE:
+        _NOVELTY_CACHE.clear()
+    _NOVELTY_CACHE[id(facts)] = (facts, ignore, kept, have)
+    return kept, have
 
 
 @dataclass
@@ -30,21 +60,53 @@ class Trigger:
     ignore: list[str] = field(default_factory=list)
     """Counters whose levels ``within`` disregards (ones that change by themselves)."""
 
-    def holds(self, facts: frozenset[str] | set[str]) -> bool:
-        if any(f not in facts for f in self.all_of):
-            return False
-        if any(f in facts for f in self.none_of):
-            return False
+    def holds(self, facts: frozenset[str] | set[str],
+              added: frozenset[str] | set[str] = frozenset()) -> bool:
+        """``added``: more facts that count as holding; ``holds(facts, added)`` is
+        ``holds(facts | added)`` without building the union (whose novelty facts the cache
+        of ``facts``' own could not serve)."""
+        for f in self.all_of:
+            if f not in facts and f not in added:
+                return False
+        for f in self.none_of:
+            if f in facts or f in added:
+                return False
         if self.within is None:
             return True
-        have = novelty_facts(facts, set(self.ignore))
-        return any(have <= set(seen) for seen in self.within)
+        have = self._novelty(facts, added)
+        return any(have <= seen for seen in self._within_sets())
 
-    def covering(self, facts: frozenset[str] | set[str]) -> list[set[str]]:
-        """The ``within`` sets that still cover what ``facts`` hold and stand next to: the
-        earlier failures that had everything these facts would bring."""
-        have = novelty_facts(facts, set(self.ignore))
-        return [set(seen) for seen in self.within or [] if have <= set(seen)]
+    def covering(self, facts: frozenset[str] | set[str],
+                 added: frozenset[str] | set[str] = frozenset()) -> list[set[str]]:
+        """The ``within`` sets that still cover what ``facts`` (and ``added``) hold and
+        stand next to: the earlier failures that had everything these facts would bring."""
+        if self.within is None:
+            return []
+        have = self._novelty(facts, added)
+        return [set(seen) for seen, frozen in zip(self.within, self._within_sets(), strict=True)
+                if have <= frozen]
+
+    def _within_sets(self) -> tuple[frozenset[str], ...]:
+        """``within`` as frozensets, made once per ``within`` (the same list object holding
+        the same lists) instead of once per test."""
+        within = self.within or []
+        inner = tuple(map(id, within))
+        cached = self.__dict__.get("_within_cache")
+        if cached is None or cached[0] is not within or cached[1] != inner:
+            cached = (within, inner, tuple(frozenset(seen) for seen in within))
+            self.__dict__["_within_cache"] = cached
+        return cached[2]
+
+    def _novelty(self, facts: frozenset[str] | set[str],
+                 added: frozenset[str] | set[str]) -> frozenset[str]:
+        """``novelty_facts(facts | added, ignore)`` as a frozenset (the filter goes fact by
+        fact, so ``facts``' own part comes from the cache)."""
+        ignore = frozenset(self.ignore)
+        if type(facts) is frozenset:
+            have = _novelty_entry(facts, ignore)[1]
+        else:
+            have = frozenset(f for f in facts if _novel(f, ignore))
+        return have.union(f for f in added if _novel(f, ignore)) if added else have
 
     def unconditional(self) -> bool:
         return not self.all_of and not self.none_of and self.within is None

@@ -21,6 +21,9 @@ class GuardrailSet:
     def __init__(self, knowledge: Knowledge | None = None):
         self.knowledge = knowledge
         self.guardrails: dict[str, Guardrail] = {}
+        self._updates = 0  # update() calls, which may replace a guardrail in place
+        self._index: tuple[dict[str, Guardrail], int, int, dict[str, list[Guardrail]]] | None \
+            = None
         if knowledge is not None:
             for entry in knowledge.current(KIND):
                 self.guardrails[entry.key] = Guardrail.from_dict(entry.body, entry.version)
@@ -49,6 +52,7 @@ class GuardrailSet:
                 KIND, guard.id, guard.status, guard.to_dict(), subgoal=subgoal,
                 trigger=guard.trigger.describe(), identity=IDENTITY)
         self.guardrails[guard.id] = guard
+        self._updates += 1
         return guard
 
     def supersede(self, forbidden: str, roots: frozenset[str], keep: set[str]) -> None:
@@ -96,7 +100,23 @@ class GuardrailSet:
 
     def blocking_subgoal_all(self, subgoal: str, facts: frozenset[str]) -> list[Guardrail]:
         """Every active guardrail that forbids ``subgoal`` in a state with ``facts``."""
-        return [g for g in self.active() if g.blocks_subgoal(subgoal, facts)]
+        # Guardrail.blocks_subgoal over the guardrails on this subgoal only: the planner
+        # asks this of every candidate subgoal, every time it plans.
+        return [g for g in self._by_forbidden().get(f"subgoal {subgoal}", ())
+                if g.status == "active" and g.trigger.holds(facts)]
+
+    def _by_forbidden(self) -> dict[str, list[Guardrail]]:
+        """The guardrails by what they forbid, each list in ``guardrails`` order; rebuilt
+        when ``guardrails`` is another dict, changes size or went through ``update()``
+        (a status changes in place and is read live)."""
+        guardrails, cached = self.guardrails, self._index
+        if cached is None or cached[0] is not guardrails or cached[1] != len(guardrails) \
+                or cached[2] != self._updates:
+            index: dict[str, list[Guardrail]] = {}
+            for guard in guardrails.values():
+                index.setdefault(guard.forbidden, []).append(guard)
+            cached = self._index = (guardrails, len(guardrails), self._updates, index)
+        return cached[3]
 
     def harmful_kinds(self) -> set[str]:
         """Kinds named by guardrails about harm (``near:K`` / ``see:K`` in their triggers)."""

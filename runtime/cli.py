@@ -199,24 +199,31 @@ def _check_ray() -> None:
 
 
 class RunProgress:
-    """One progress bar for the run (episodes done, steps, steps/s), on standard error."""
+    """One progress bar for the run (episodes done, steps, steps/s), on standard error,
+    shown from the first step on (an error before it is the only thing printed)."""
 
     def __init__(self, config: RunConfig, enabled: bool = True):
-        from tqdm import tqdm
-
-        tty = sys.stderr.isatty()
-        self.bar = tqdm(total=config.episodes, unit="episode", desc=config.name,
-                        disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                        mininterval=0.5 if tty else 10, leave=True)
+        self.config, self.enabled = config, enabled
+        self.bar = None
         self.started = time.perf_counter()
 
     def update(self, episodes: int, steps: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            tty = sys.stderr.isatty()
+            self.bar = tqdm(total=self.config.episodes, unit="episode", desc=self.config.name,
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5 if tty else 10)
         rate = steps / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix_str(f"{steps} steps, {rate:.0f} steps/s", refresh=False)
         self.bar.update(episodes - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def __enter__(self) -> RunProgress:
         return self

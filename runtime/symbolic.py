@@ -229,7 +229,7 @@ class SymbolicPlanner:
                           key=lambda s: (len(s.preconditions), s.subgoal))
         for sibling in siblings:
             wanted = set(sibling.preconditions) - facts
-            if not wanted or guard.trigger.holds(facts | wanted):
+            if not wanted or guard.trigger.holds(facts, wanted):
                 continue
             for fact in sorted(wanted, key=lambda f: (f.startswith(("near:", "facing:")), f)):
                 step = self._achieve(fact, facts, ctx, world, set(), 0)
@@ -242,14 +242,14 @@ class SymbolicPlanner:
         until no failure had everything (at most a few facts); then take a first step."""
         added: set[str] = set()
         for _ in range(MAX_EXPERIMENT_FACTS):
-            covering = guard.trigger.covering(facts | added)
+            covering = guard.trigger.covering(facts, added)
             if not covering:
                 break
             gains = {f: sum(f not in w for w in covering) for f in reachable if f not in added}
             if not gains or max(gains.values()) == 0:
                 return None
             added.add(max(sorted(gains), key=gains.get))
-        if guard.trigger.holds(facts | added):
+        if guard.trigger.holds(facts, added):
             return None
         for fact in sorted(added, key=lambda f: (f.startswith(("near:", "facing:")), f)):
             step = self._achieve(fact, facts, ctx, world, set(), 0)

@@ -114,13 +114,15 @@ class WorldModel:
         """Count, per kind, how often one of its tiles changed while the agent only walked."""
         a, b = _overlap(_without_player(before), _without_player(after), shift)
         known = (a != UNKNOWN) & (b != UNKNOWN)
-        seen = np.bincount(a[known], minlength=len(before.classes))
-        changed = np.bincount(a[known & (a != b)], minlength=len(before.classes))
-        for i in np.nonzero(seen)[0]:
+        seen = np.bincount(a[known], minlength=len(before.classes)).tolist()
+        changed = np.bincount(a[known & (a != b)], minlength=len(before.classes)).tolist()
+        for i, count in enumerate(seen):
+            if not count:
+                continue
             name = before.classes[i]
-            self.kind_seen[name] = self.kind_seen.get(name, 0) + int(seen[i])
+            self.kind_seen[name] = self.kind_seen.get(name, 0) + count
             if changed[i]:
-                self.kind_changed[name] = self.kind_changed.get(name, 0) + int(changed[i])
+                self.kind_changed[name] = self.kind_changed.get(name, 0) + changed[i]
 
     def mobile(self, kind: str | None) -> bool:
         """Kinds whose tiles often change on their own (things that wander)."""

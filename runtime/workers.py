@@ -248,11 +248,13 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
         run.workers = [WorkerStats() for _ in range(config.workers)]
         run.startup_seconds = time.perf_counter() - began
         playing = time.perf_counter()
+        sigterm: list[int] = []
         try:
-            with _terminate_as_interrupt():
+            with _terminate_as_interrupt(sigterm):
                 _Schedule(pool, Owner(config, store), run, config, on_progress).play()
         except KeyboardInterrupt as err:
-            run.stopped = "terminated" if isinstance(err, Terminated) else "interrupted"
+            terminated = sigterm or isinstance(err, Terminated)
+            run.stopped = "terminated" if terminated else "interrupted"
         except Exception as err:
             if getattr(err, "end_reason", None) != "killed":
                 raise
@@ -485,9 +487,12 @@ def mark_lost(directory: Path) -> int:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the run as Ctrl-C does (a SIGTERM ignored on purpose stays ignored)."""
+def _terminate_as_interrupt(received: list[int]) -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (a SIGTERM ignored on purpose stays ignored);
+    ``received`` remembers it, since a library may turn the exception into a plain
+    KeyboardInterrupt on its way up."""
     def terminate(signum: int, frame: Any) -> None:
+        received.append(signum)
         raise Terminated("SIGTERM received")
 
     try:

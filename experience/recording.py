@@ -179,7 +179,7 @@ class _Writer:
         self._pending = 0  # queued or being written
         self._pending_bytes = 0
         self._queued = self._written = 0  # items ever queued, ever done with
-        self._sleeping = False  # waiting for a first item: put() wakes it
+        self._idle = False  # waiting for a first item: put() wakes it
         self._urgent = False  # stop(), wait_written() or a full queue: write without delay
         self._stopping = False
         self.error: BaseException | None = None
@@ -205,8 +205,8 @@ class _Writer:
             self._pending += 1
             self._pending_bytes += size
             self._queued += 1
-            if self._sleeping or len(self._queue) == WAKE_AT:
-                self._sleeping = False
+            if self._idle or len(self._queue) == WAKE_AT:
+                self._idle = False
                 cond.notify_all()
 
     def wait_written(self) -> None:
@@ -234,9 +234,9 @@ class _Writer:
         cond = self._cond
         with cond:
             while not self._queue:
-                self._sleeping = True
+                self._idle = True
                 cond.wait()
-            self._sleeping = False
+            self._idle = False
             if not self._urgent and len(self._queue) < WAKE_AT:
                 cond.wait(WRITE_DELAY)
             self._urgent = False

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 LOST = "worker_lost"
 """How an episode whose worker process died ends (its recording keeps its steps)."""
+MAX_DEATHS_IN_A_ROW = 3
+"""A slot whose worker dies this many times without finishing an episode ends the run."""
 STOP_GRACE_S = 20.0
 """How long a stopped run waits for its workers to send what they played."""
 
@@ -305,6 +307,8 @@ class _Pool:
                                       max_restarts=0, max_task_retries=0)(EpisodeWorker)
         self.actors: list[Any] = []
         self.replaced = [0] * config.workers
+        self.deaths = [0] * config.workers
+        """Per slot, deaths since its last finished episode."""
 
     def start(self, n: int) -> None:
         self.actors = [self._spawn(w) for w in range(n)]
@@ -321,14 +325,22 @@ class _Pool:
         """The report behind ``ref``; a worker that died gets a ``worker_lost`` report and
         is replaced. An error inside the episode is raised as itself."""
         try:
-            return ray.get(ref)
+            report = ray.get(ref)
         except ray.exceptions.RayActorError:
+            self.deaths[worker] += 1
+            if self.deaths[worker] >= MAX_DEATHS_IN_A_ROW:
+                raise WorkerError(
+                    f"worker {worker} died {self.deaths[worker]} times in a row, the last "
+                    f"time during episode {index}; something kills every episode (the game, "
+                    "memory, or the Ray cluster itself): see the lines above") from None
             log.warning("worker %d died during episode %d; it is replaced", worker, index)
             self.actors[worker] = self._spawn(worker)
             self.replaced[worker] += 1
             return self._lost(worker, config, index)
         except ray.exceptions.RayTaskError as err:
             raise err.as_instanceof_cause() from None
+        self.deaths[worker] = 0
+        return report
 
     def _lost(self, worker: int, config: RunConfig, index: int) -> EpisodeReport:
         directory = self.run_dir / f"episode-{index:03d}" if self.run_dir else None

@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray")
 from cairn.experience.episodes import load_episode  # noqa: E402
 from cairn.experience.store import ExperienceStore  # noqa: E402
 from cairn.runtime.config import load_config  # noqa: E402
-from cairn.runtime.workers import LOST, run_parallel  # noqa: E402
+from cairn.runtime.workers import LOST, MAX_DEATHS_IN_A_ROW, WorkerError, run_parallel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,3 +159,22 @@ def test_stopping_keeps_what_was_played(cluster, tmp_path):
         recording = load_episode(r.directory)
         assert recording.finished and recording.metadata["end_reason"] == r.end
         assert len(recording.actions) == r.steps
+
+
+def test_a_worker_that_dies_every_time_ends_the_run_in_one_line(cluster, tmp_path):
+    """A game that kills its worker on every episode must not be replaced forever."""
+    cfg = config(tmp_path, episodes=40, max_steps=300)
+    kills: list[int] = []
+
+    def kill_every_player(done: int, steps: int) -> None:
+        for episode in (tmp_path / "runs").glob("episode-*"):
+            pid = player_of(episode) if recorded_steps(episode) else None
+            if pid is not None and pid not in kills:
+                os.kill(pid, signal.SIGKILL)
+                kills.append(pid)
+
+    with pytest.raises(WorkerError, match=f"died {MAX_DEATHS_IN_A_ROW} times in a row"):
+        play(tmp_path, cfg, kill_every_player)
+    assert len(kills) >= MAX_DEATHS_IN_A_ROW
+    with closing(sqlite3.connect(cfg.store)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

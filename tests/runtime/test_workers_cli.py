@@ -1,6 +1,7 @@
 """`cairn run --workers N` as a user runs it: a real local Ray cluster started by the
 command, Ctrl-C, bad input, and the one-process default that needs no Ray."""
 
+import contextlib
 import json
 import os
 import re
@@ -39,7 +40,7 @@ def cairn_run(tmp_path: Path, *args: str) -> list[str]:
 
 def ray_processes() -> set[str]:
     """Ray's processes on this machine (its servers and the workers), as pid and command."""
-    found = subprocess.run(["pgrep", "-af", "ray::EpisodeWorker|gcs_server|raylet"],
+    found = subprocess.run(["pgrep", "-af", "ray::|gcs_server|raylet"],
                            capture_output=True, text=True)
     return set(found.stdout.splitlines())
 
@@ -101,6 +102,22 @@ def test_stopping_is_clean_and_prints_what_finished(tmp_path, how, status, said)
     assert not leftovers, f"outlived the run: {leftovers}"
 
 
+def kill_tree(marker: str) -> None:
+    """Kill the processes whose command line holds ``marker``, and all their descendants
+    first (Ray's agents rename themselves, so only their parents carry the marker)."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    roots = [int(pid) for pid in found.stdout.split()]
+    family, queue = [], list(roots)
+    while queue:
+        pid = queue.pop()
+        family.append(pid)
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        queue.extend(int(child) for child in children.stdout.split())
+    for pid in reversed(family):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_workers_join_an_existing_cluster(tmp_path):
     """`ray start --head` as a user would on a head node, then --address; the workers run
     on that cluster, and stopping the cluster is the user's business. (The cluster keeps its
@@ -124,9 +141,12 @@ def test_workers_join_an_existing_cluster(tmp_path):
         alive = subprocess.run([ray_cli, "status", "--address", address.group(1)],
                                capture_output=True, text=True, timeout=60, env=env)
         assert alive.returncode == 0  # the run left the user's cluster running
+        before_stop = ray_processes()
     finally:
-        subprocess.run(["pkill", "-KILL", "-f", own], capture_output=True)
+        kill_tree(own)
         shutil.rmtree(own, ignore_errors=True)
+    time.sleep(1)
+    assert not ray_processes() & before_stop, "the test left the cluster it started running"
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path):

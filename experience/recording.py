@@ -163,6 +163,25 @@ def _frame_pixels(frame: np.ndarray) -> tuple[int, bytes, int, int, int]:
 _Item = tuple[int, bytes, int, int, int, int, Any]
 
 
+def mark_abandoned(directory: Path, reason: str) -> int:
+    """Say in ``meta.json`` why an episode whose process died mid-way ended (its writer never
+    closed it, so it stays unfinished and readers trim it to its last complete step).
+    Returns the complete steps it holds: 0 if it died before its recording existed."""
+    path = Path(directory) / META
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0
+    if meta.get("finished"):
+        return int(meta.get("steps") or 0)
+    meta["end_reason"] = reason
+    _write_json_atomic(path, meta)
+    try:
+        return (Path(directory) / STEPS).read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 class _Writer:
     """The writer thread of one recorder and its bounded queue. It holds no reference to
     the recorder, so a recorder dropped without ``close()`` can be collected and drained.

@@ -130,7 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "max_steps": args.max_steps, "learning": args.learning, "workers": args.workers,
         "ray_address": args.address}.items() if v is not None}
     config = load_config(args.config, overrides)
-    if config.workers > 1 or config.ray_address:
+    parallel = config.workers > 1 or bool(config.ray_address)
+    if parallel:
         _check_ray()
     run_id = new_run_id()
     run_dir = None
@@ -142,15 +143,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ExperienceStore(config.store)
     except StoreError as err:
         raise UserError(str(err)) from None
-    progress = RunProgress(config, enabled=not args.quiet)
-    with store, progress:
+    run = None
+    with store, RunProgress(config, enabled=not args.quiet) as progress:
         try:
-            if config.workers > 1 or config.ray_address:
-                return _run_parallel(config, store, run_dir, run_id, progress)
-            results = _run_here(config, store, run_dir, run_id, progress)
+            if parallel:
+                run = _run_parallel(config, store, run_dir, run_id, progress)
+                results = run.results
+            else:
+                results = _run_here(config, store, run_dir, run_id, progress)
         except (GameError, ValueError) as err:
             raise UserError(f"{args.config}: {err}") from None
     print_table(results, config.game_adapter().score([r.reached for r in results]), run_dir)
+    if run is None:
+        return 0
+    print_workers(run)
+    if run.stopped:
+        print(f"cairn: {run.stopped}; the store holds every attempt the workers sent back, "
+              "and the recordings every completed step", file=sys.stderr)
+        return {"interrupted": 130, "terminated": 143, "killed": 3}[run.stopped]
     return 0
 
 
@@ -172,22 +182,13 @@ def _run_here(config: RunConfig, store, run_dir: Path | None, run_id: str,
 
 
 def _run_parallel(config: RunConfig, store, run_dir: Path | None, run_id: str,
-                  progress: RunProgress) -> int:
+                  progress: RunProgress):
     from cairn.runtime.workers import WorkerError, run_parallel
 
     try:
-        run = run_parallel(config, store, run_dir, run_id, progress.update)
+        return run_parallel(config, store, run_dir, run_id, progress.update)
     except WorkerError as err:
         raise UserError(str(err)) from None
-    progress.close()
-    score = config.game_adapter().score([r.reached for r in run.results])
-    print_table(run.results, score, run_dir)
-    print_workers(run)
-    if run.stopped:
-        print(f"cairn: {run.stopped}; the store holds every attempt the workers sent back, "
-              "and the recordings every completed step", file=sys.stderr)
-        return {"interrupted": 130, "terminated": 143, "killed": 3}[run.stopped]
-    return 0
 
 
 def _check_ray() -> None:

@@ -57,16 +57,29 @@ class Learner:
     def __init__(self, store: ExperienceStore, mode: str = "learn", rules: Rules | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown learning mode '{mode}' (learn, frozen, off)")
-        self.store = store
         self.mode = mode
-        knowledge = store.knowledge if mode != "off" else None
-        save = knowledge if mode == "learn" else None
-        self.skills = SkillLibrary(knowledge)
-        self.guardrails = GuardrailSet(knowledge)
-        self.skills.knowledge = save
-        self.guardrails.knowledge = save
+        self.skills = SkillLibrary()
+        self.guardrails = GuardrailSet()
+        self.use_store(store)
         self.rules = rules or SubgoalRules()
         self.outbox: list[tuple[ExperienceTuple, dict[str, Any]]] | None = None
+
+    def use_store(self, store: ExperienceStore) -> None:
+        """Read knowledge from ``store`` from now on (a worker takes a fresh snapshot per
+        episode); the skill library and guardrail set are refilled in place, so planners
+        keep them. Only ``learn`` writes back."""
+        self.store = store
+        if self.mode == "off":
+            return
+        knowledge = store.knowledge
+        self.skills.skills = SkillLibrary(knowledge).skills
+        self.guardrails.guardrails = GuardrailSet(knowledge).guardrails
+        save = knowledge if self.mode == "learn" else None
+        self.skills.knowledge = self.guardrails.knowledge = save
+
+    def known(self) -> tuple[int, int]:
+        """How many skills and guardrails it holds now."""
+        return len(self.skills.skills), len(self.guardrails.guardrails)
 
     def observe(self, attempt: ExperienceTuple, kit: Kit | None = None) -> None:
         """Take in a stored (id-bearing) attempt and update knowledge at once."""
@@ -75,25 +88,12 @@ class Learner:
         facts = kit.learning_facts() if kit is not None else {}
         if self.outbox is not None:
             self.outbox.append((attempt, facts))
-        if self.mode == "learn":
-            self.rules.observe(attempt, self, facts)
+        self.observe_facts(attempt, facts)
 
     def observe_facts(self, attempt: ExperienceTuple, facts: dict[str, Any]) -> None:
         """Distil with an attempt played elsewhere, with the facts its kit had then."""
         if self.mode == "learn":
             self.rules.observe(attempt, self, facts)
-
-    def use_store(self, store: ExperienceStore) -> None:
-        """Read knowledge from another store from now on (a worker's fresh snapshot); the
-        skill library and guardrail set are refilled in place, so planners keep them."""
-        self.store = store
-        if self.mode == "off":
-            return
-        knowledge = store.knowledge
-        self.skills.skills = SkillLibrary(knowledge).skills
-        self.guardrails.guardrails = GuardrailSet(knowledge).guardrails
-        if self.mode == "learn":
-            self.skills.knowledge = self.guardrails.knowledge = knowledge
 
     def end_episode(self) -> None:
         if self.mode == "learn":

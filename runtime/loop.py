@@ -116,8 +116,8 @@ class Agent:
     def run_episode(
         self, seed: int, index: int, on_step: Callable[[EpisodeState], None] | None = None
     ) -> EpisodeResult:
-        episode = f"{self.config.name}-{self.run_id}-e{index}"
-        directory = self.run_dir / f"episode-{index:03d}" if self.run_dir else None
+        episode = episode_name(self.config.name, self.run_id, index)
+        directory = episode_folder(self.run_dir, index)
         recorder = None
         if directory is not None:
             recorder = EpisodeRecorder(directory, self._metadata(seed, index, episode))
@@ -193,6 +193,16 @@ def end_reason(err: BaseException) -> str:
     if isinstance(err, KeyboardInterrupt | SystemExit):
         return "interrupted"
     return getattr(err, "end_reason", None) or f"error: {type(err).__name__}"
+
+
+def episode_name(run_name: str, run_id: str, index: int) -> str:
+    """The episode's name in the store and the table: unique across runs."""
+    return f"{run_name}-{run_id}-e{index}"
+
+
+def episode_folder(run_dir: Path | None, index: int) -> Path | None:
+    """Where episode ``index`` of a run is recorded (None: the run records nothing)."""
+    return run_dir / f"episode-{index:03d}" if run_dir is not None else None
 
 
 def new_run_id() -> str:

@@ -23,7 +23,7 @@ from cairn.experience.snapshot import open_snapshot
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import RunConfig
 from cairn.runtime.executor import EpisodeState
-from cairn.runtime.loop import Agent, EpisodeResult
+from cairn.runtime.loop import Agent, EpisodeResult, episode_folder, episode_name
 
 
 @dataclass
@@ -33,7 +33,6 @@ class EpisodeReport:
     worker: int
     result: EpisodeResult
     attempts: list[tuple[ExperienceTuple, dict[str, Any]]]
-    pid: int
     knew: tuple[int, int] = (0, 0)
     """Skills and guardrails the episode started with (from its snapshot)."""
 
@@ -55,16 +54,15 @@ class EpisodeWorker:
         self.agent: Agent | None = None
         self.store: ExperienceStore | None = None
         self.state: EpisodeState | None = None
-        self.index = -1
         self.stopping = False
 
     def pid(self) -> int:
         return os.getpid()
 
     @ray.method(concurrency_group="control")
-    def progress(self) -> tuple[int, int]:
-        """(episode index, steps played in it so far)."""
-        return self.index, self.state.step if self.state is not None else 0
+    def progress(self) -> int:
+        """Steps played so far in the current episode."""
+        return self.state.step if self.state is not None else 0
 
     @ray.method(concurrency_group="control")
     def stop(self) -> None:
@@ -80,15 +78,15 @@ class EpisodeWorker:
             self.agent.use_store(store)
         if self.store is not None:
             self._drop(self.store)
-        self.store, self.index, self.state = store, index, None
+        self.store, self.state = store, None
         learner = self.agent.learner
         learner.outbox = outbox = []
-        knew = (len(learner.skills.skills), len(learner.guardrails.guardrails))
+        knew = learner.known()
         try:
             result = self.agent.run_episode(seed, index, self._on_step)
         except KeyboardInterrupt:
             result = self._partial(seed, index, "interrupted", time.perf_counter() - started)
-        return EpisodeReport(self.worker, result, outbox, os.getpid(), knew)
+        return EpisodeReport(self.worker, result, outbox, knew)
 
     def close(self) -> None:
         if self.agent is not None:
@@ -104,11 +102,11 @@ class EpisodeWorker:
 
     def _partial(self, seed: int, index: int, end: str, seconds: float) -> EpisodeResult:
         ep, outbox = self.state, self.agent.learner.outbox or []
-        name = ep.episode if ep is not None else f"{self.config.name}-{self.run_id}-e{index}"
         return EpisodeResult(
-            name, seed, ep.step if ep else 0, ep.total_reward if ep else 0.0, len(outbox),
+            episode_name(self.config.name, self.run_id, index), seed, ep.step if ep else 0,
+            ep.total_reward if ep else 0.0, len(outbox),
             sum(a.diagnosis.success for a, _ in outbox), seconds, end,
-            directory=self.run_dir / f"episode-{index:03d}" if self.run_dir else None)
+            directory=episode_folder(self.run_dir, index))
 
     @staticmethod
     def _drop(store: ExperienceStore) -> None:

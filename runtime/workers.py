@@ -27,9 +27,7 @@ stop at its next attempt, stores what they send back, and ends the run cleanly.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -43,13 +41,13 @@ from typing import Any
 import ray
 
 from cairn.envs.x11 import Terminated
-from cairn.experience.recording import META
+from cairn.experience.recording import mark_abandoned
 from cairn.experience.snapshot import take_snapshot
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import RunConfig
 from cairn.runtime.kits import make_rules
 from cairn.runtime.learning import Learner
-from cairn.runtime.loop import EpisodeResult
+from cairn.runtime.loop import EpisodeResult, episode_folder, episode_name
 from cairn.runtime.worker import EpisodeReport, EpisodeWorker
 
 log = logging.getLogger(__name__)
@@ -122,10 +120,6 @@ class Owner:
     def snapshot(self) -> bytes:
         return take_snapshot(self.store)
 
-    def known(self) -> tuple[int, int]:
-        """How many skills and guardrails the store holds now."""
-        return len(self.learner.skills.skills), len(self.learner.guardrails.guardrails)
-
     def ingest(self, report: EpisodeReport) -> None:
         """Store an episode's attempts (one transaction), then distil them in order."""
         attempts = [attempt for attempt, _ in report.attempts]
@@ -151,10 +145,10 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
     if owned:
         _start_ray(config)
     scratch = Path(tempfile.mkdtemp(prefix=f"cairn-{run_id}-"))
-    pool = _Pool(config, run_id, run_dir, scratch)
+    run.workers = [WorkerStats() for _ in range(config.workers)]
+    pool = _Pool(config, run_id, run_dir, scratch, run.workers)
     try:
-        pool.start(config.workers)
-        run.workers = [WorkerStats() for _ in range(config.workers)]
+        pool.start()
         run.startup_seconds = time.perf_counter() - began
         playing = time.perf_counter()
         sigterm: list[int] = []
@@ -169,8 +163,6 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
                 raise
             run.stopped = "killed"
         run.play_seconds = time.perf_counter() - playing
-        for stats, replaced in zip(run.workers, pool.replaced, strict=True):
-            stats.replaced = replaced
     finally:
         pool.shutdown()
         if owned:
@@ -180,7 +172,8 @@ def run_parallel(config: RunConfig, store: ExperienceStore, run_dir: Path | None
 
 
 class WorkerError(Exception):
-    """The workers cannot start (no Ray cluster at the address); the message says why."""
+    """The workers cannot run: no Ray cluster at the address, or a slot whose worker keeps
+    dying; the message says why."""
 
 
 def _start_ray(config: RunConfig) -> None:
@@ -238,14 +231,14 @@ class _Schedule:
                 done, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
                 for ref in done:
                     worker, index = self.pending.pop(ref)
-                    self.finished[index] = self.pool.collect(ref, worker, self.config, index)
+                    self.finished[index] = self.pool.collect(ref, worker, index)
                 with _deferred_interrupts():
                     self._ingest_in_order()
                 self._start_ready()
                 self._progress()
         except BaseException:
             with _deferred_interrupts():
-                self.finished.update(self.pool.stop(self.pending, self.config))
+                self.finished.update(self.pool.stop(self.pending))
                 for index in sorted(self.finished):
                     began = time.perf_counter()
                     self._keep(self.finished.pop(index))
@@ -277,7 +270,7 @@ class _Schedule:
 
     def _snapshot(self) -> None:
         self.snapshots[self.ingested] = ray.put(self.owner.snapshot())
-        self.run.known.append(self.owner.known())
+        self.run.known.append(self.owner.learner.known())
 
     def _keep(self, report: EpisodeReport) -> None:
         run = self.run
@@ -300,18 +293,18 @@ class _Schedule:
 class _Pool:
     """The Ray actors of a run, by worker slot; a dead one is replaced in its slot."""
 
-    def __init__(self, config: RunConfig, run_id: str, run_dir: Path | None, scratch: Path):
-        self.config, self.run_id = config, run_id
+    def __init__(self, config: RunConfig, run_id: str, run_dir: Path | None, scratch: Path,
+                 stats: list[WorkerStats]):
+        self.config, self.run_id, self.stats = config, run_id, stats
         self.run_dir, self.scratch = run_dir, scratch
         self.actor_class = ray.remote(num_cpus=1, concurrency_groups={"control": 1},
                                       max_restarts=0, max_task_retries=0)(EpisodeWorker)
         self.actors: list[Any] = []
-        self.replaced = [0] * config.workers
         self.deaths = [0] * config.workers
         """Per slot, deaths since its last finished episode."""
 
-    def start(self, n: int) -> None:
-        self.actors = [self._spawn(w) for w in range(n)]
+    def start(self) -> None:
+        self.actors = [self._spawn(w) for w in range(self.config.workers)]
         ray.get([actor.pid.remote() for actor in self.actors])  # up and importable
 
     def _spawn(self, worker: int) -> Any:
@@ -321,7 +314,7 @@ class _Pool:
     def play(self, worker: int, snapshot: Any, seed: int, index: int) -> Any:
         return self.actors[worker].play.remote(snapshot, seed, index)
 
-    def collect(self, ref: Any, worker: int, config: RunConfig, index: int) -> EpisodeReport:
+    def collect(self, ref: Any, worker: int, index: int) -> EpisodeReport:
         """The report behind ``ref``; a worker that died gets a ``worker_lost`` report and
         is replaced. An error inside the episode is raised as itself."""
         try:
@@ -335,20 +328,21 @@ class _Pool:
                     "memory, or the Ray cluster itself): see the lines above") from None
             log.warning("worker %d died during episode %d; it is replaced", worker, index)
             self.actors[worker] = self._spawn(worker)
-            self.replaced[worker] += 1
-            return self._lost(worker, config, index)
+            self.stats[worker].replaced += 1
+            return self._lost(worker, index)
         except ray.exceptions.RayTaskError as err:
             raise err.as_instanceof_cause() from None
         self.deaths[worker] = 0
         return report
 
-    def _lost(self, worker: int, config: RunConfig, index: int) -> EpisodeReport:
-        directory = self.run_dir / f"episode-{index:03d}" if self.run_dir else None
-        steps = mark_lost(directory) if directory is not None else 0
-        name = f"{config.name}-{self.run_id}-e{index}"
-        result = EpisodeResult(name, config.seed + index, steps, 0.0, 0, 0, 0.0, LOST,
+    def _lost(self, worker: int, index: int) -> EpisodeReport:
+        directory = episode_folder(self.run_dir, index)
+        steps = mark_abandoned(directory, LOST) if directory is not None else 0
+        config = self.config
+        result = EpisodeResult(episode_name(config.name, self.run_id, index),
+                               config.seed + index, steps, 0.0, 0, 0, 0.0, LOST,
                                directory=directory)
-        return EpisodeReport(worker, result, [], -1)
+        return EpisodeReport(worker, result, [])
 
     def live_steps(self, workers: list[int]) -> int:
         refs = [self.actors[w].progress.remote() for w in workers]
@@ -356,11 +350,10 @@ class _Pool:
         steps = 0
         for ref in ready:
             with contextlib.suppress(Exception):
-                steps += ray.get(ref)[1]
+                steps += ray.get(ref)
         return steps
 
-    def stop(self, pending: dict[Any, tuple[int, int]], config: RunConfig
-             ) -> dict[int, EpisodeReport]:
+    def stop(self, pending: dict[Any, tuple[int, int]]) -> dict[int, EpisodeReport]:
         """Ask the busy workers to stop and collect what they played."""
         for worker, _ in pending.values():
             with contextlib.suppress(Exception):
@@ -370,7 +363,7 @@ class _Pool:
         for ref in done:
             worker, index = pending[ref]
             with contextlib.suppress(Exception):
-                reports[index] = self.collect(ref, worker, config, index)
+                reports[index] = self.collect(ref, worker, index)
         return reports
 
     def shutdown(self) -> None:
@@ -383,26 +376,6 @@ class _Pool:
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
-
-
-def mark_lost(directory: Path) -> int:
-    """Mark an episode whose worker died as ended by ``worker_lost`` (it stays unfinished,
-    so readers trim it to its last complete step); returns the steps it holds."""
-    meta_path = directory / META
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return 0  # killed before its recording existed
-    if meta.get("finished"):
-        return int(meta.get("steps") or 0)
-    meta["end_reason"] = LOST
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, meta_path)
-    steps_file = directory / "steps.jsonl"
-    with contextlib.suppress(OSError), steps_file.open("rb") as f:
-        return sum(line.endswith(b"\n") for line in f)
-    return 0
 
 
 @contextlib.contextmanager

@@ -290,6 +290,21 @@ def list_episodes(run_dir: Path | str) -> list[Path]:
     return sorted(p.parent for p in run_dir.rglob(META) if (p.parent / FRAMES).is_file())
 
 
+def find_recordings(root: Path | str) -> dict[str, Path]:
+    """Episode name -> recording folder, for every recording at or under ``root`` whose
+    meta.json can be read (the place to look up an attempt's frames by its episode)."""
+    found = {}
+    for directory in list_episodes(root):
+        try:
+            meta = json.loads((directory / META).read_text())
+        except (OSError, ValueError):
+            continue
+        episode = (meta.get("metadata") or {}).get("episode") if isinstance(meta, dict) else None
+        if isinstance(episode, str):
+            found[episode] = directory
+    return found
+
+
 #: The file types :func:`export_video` writes, by suffix.
 VIDEO_SUFFIXES = (".gif", ".mp4", ".avi")
 #: A GIF frame lasts at most 65535 hundredths of a second.

@@ -101,7 +101,7 @@ class Diagnoser:
         success = bool(outcome.effect) and not trace.died and trace.blocked_by is None
         cause = self._cause(success, trace, outcome, health_delta, stagnation, loop,
                             succeeded_elsewhere)
-        detail = outcome.detail
+        detail = trace.blocked_by if trace.blocked_by is not None else outcome.detail
         if not success:
             cause, detail = self._deadlock(subgoal, cause, detail)
         return Diagnosis(

@@ -163,7 +163,9 @@ def _print_fields(body: dict[str, Any], version: int, skip: set[str] = frozenset
 
 def _print_evidence(store, ids: list[int], runs: Path, label: str) -> None:
     print(f"{label}: {len(ids)} attempt(s)")
-    recordings = _recordings_by_episode(runs)
+    from cairn.experience.episodes import find_recordings
+
+    recordings = find_recordings(runs)
     for attempt_id in ids[-10:]:
         t = store.get(attempt_id)
         if t is None:
@@ -176,15 +178,3 @@ def _print_evidence(store, ids: list[int], runs: Path, label: str) -> None:
               f"{t.subgoal.key} -> {t.diagnosis.cause}; {frames}")
     if len(ids) > 10:
         print(f"  ... and {len(ids) - 10} earlier")
-
-
-def _recordings_by_episode(runs: Path) -> dict[str, Path]:
-    found = {}
-    for meta in runs.glob("*/episode-*/meta.json"):
-        try:
-            episode = json.loads(meta.read_text()).get("metadata", {}).get("episode")
-        except (OSError, ValueError):
-            continue
-        if episode:
-            found[episode] = meta.parent
-    return found

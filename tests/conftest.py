@@ -4,6 +4,7 @@ import copy
 import hashlib
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,53 @@ def planner_copy():
         planner.harmed, planner.idle_attempts = inner.harmed, inner.idle_attempts
         return planner
     return make
+
+
+@dataclass
+class RecordedRun:
+    """A real run of the agent as a user makes it: ``cairn run`` from an empty store."""
+
+    store: Path
+    run_dir: Path
+    episodes: list[Path]
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory) -> RecordedRun:
+    """Three learning episodes of Crafter (seed 0, at most 400 steps each) played by the CLI
+    into a fresh store and recorded. By the end the store holds skills and guardrails, with
+    active guardrails among them. Shared by the session: read it, never write to it (copy
+    the store with ``copy_store`` first)."""
+    from cairn.experience.episodes import list_episodes
+    from cairn.runtime.cli import main
+
+    tmp = tmp_path_factory.mktemp("recorded-run")
+    code = main(["run", str(ROOT / "configs" / "crafter.yaml"), "--episodes", "3", "--seed", "0",
+                 "--max-steps", "400", "--store", str(tmp / "exp.sqlite"),
+                 "--out", str(tmp / "runs"), "--quiet"])
+    assert code == 0
+    (run_dir,) = (tmp / "runs").iterdir()
+    return RecordedRun(tmp / "exp.sqlite", run_dir, list_episodes(run_dir))
+
+
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Debian's headless Chromium driven through its own chromedriver (selenium never
+    downloads a browser here). ``.ci/test`` installs both."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()

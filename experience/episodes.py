@@ -16,6 +16,7 @@ import os
 import secrets
 import stat
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,19 +329,27 @@ def check_video_args(path: Path | str, fps: float = 10, scale: int = 4) -> None:
 
 def export_video(episode: Episode | Path | str, path: Path | str, fps: float = 10,
                  scale: int = 4) -> Path:
-    """Write the frames, upscaled ``scale`` times (nearest), as a GIF (imageio) or MP4 (cv2).
-
-    The video is written to a temporary file in the same folder and renamed over ``path``
-    only once complete: if anything fails, an existing ``path`` is left as it was and the
-    temporary file is removed.
-    """
+    """Write the frames, upscaled ``scale`` times (nearest), as a GIF or a video."""
     path = Path(path)
     check_video_args(path, fps, scale)
     if not isinstance(episode, Episode):
         episode = load_episode(episode)
     if not len(episode.frames):
         raise ValueError(f"{episode.directory}: no frames to export")
-    frames = episode.frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    frames = (frame.repeat(scale, axis=0).repeat(scale, axis=1) for frame in episode.frames)
+    return write_frames(frames, path, fps)
+
+
+def write_frames(frames: Iterable[np.ndarray], path: Path | str, fps: float = 10) -> Path:
+    """Write RGB frames of one size as a GIF (imageio) or an MP4/AVI video (cv2).
+
+    The file is written to a temporary file in the same folder and renamed over ``path``
+    only once complete: if anything fails, an existing ``path`` is left as it was and the
+    temporary file is removed. A video is written frame by frame; a GIF is assembled in
+    memory, as GIF encoders do.
+    """
+    path = Path(path)
+    check_video_args(path, fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     # Same folder, so the rename is atomic; ends in the suffix, which cv2 picks a format by.
@@ -351,20 +360,10 @@ def export_video(episode: Episode | Path | str, path: Path | str, fps: float = 1
         if suffix == ".gif":
             import imageio.v3 as iio
 
-            iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0)
+            iio.imwrite(tmp, np.stack(list(frames)), extension=".gif", duration=1000 / fps,
+                        loop=0)
         else:
-            import cv2
-
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
-            h, w = frames.shape[1:3]
-            writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
-            if not writer.isOpened():
-                raise RuntimeError(f"cv2 cannot write {suffix} video to {path}")
-            try:
-                for frame in frames:
-                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            finally:
-                writer.release()
+            _write_cv2_video(frames, tmp, path, fps)
         if path.is_file():  # keep the mode of the file it replaces, as writing in place would
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         os.replace(tmp, path)
@@ -372,3 +371,24 @@ def export_video(episode: Episode | Path | str, path: Path | str, fps: float = 1
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_cv2_video(frames: Iterable[np.ndarray], tmp: Path, path: Path, fps: float) -> None:
+    import cv2
+
+    suffix = path.suffix.lower()
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
+    writer = None
+    try:
+        for frame in frames:
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
+                if not writer.isOpened():
+                    raise RuntimeError(f"cv2 cannot write {suffix} video to {path}")
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        raise ValueError(f"no frames to write to {path}")

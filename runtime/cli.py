@@ -12,6 +12,7 @@ from pathlib import Path
 from cairn.envs.x11 import Terminated
 from cairn.runtime.config import ConfigError, RunConfig, load_config
 from cairn.runtime.inspect_cli import InspectError, add_commands
+from cairn.runtime.replay_cli import add_replay_commands
 
 
 class UserError(Exception):
@@ -78,23 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
-    replay = sub.add_parser(
-        "replay", help="play back a recorded episode",
-        description="Print the timeline of a recorded episode (attempts and their diagnoses), "
-                    "optionally write it as a GIF, and optionally re-run it to check that "
-                    "it reproduces frame by frame.")
-    replay.add_argument("episode", help="an episode directory written by 'cairn run'")
-    replay.add_argument("--gif", metavar="FILE",
-                        help="write the frames to FILE: a .gif (or a .mp4 or .avi video) in a "
-                             "folder that exists; a file already there is replaced only once "
-                             "the new one is complete")
-    replay.add_argument("--fps", type=int, default=15,
-                        help="frames per second of the GIF, a positive whole number "
-                             "(default: 15)")
-    replay.add_argument("--verify", action="store_true",
-                        help="play the recorded actions again on a fresh env from the recorded "
-                             "seed and report the first frame that differs (exit status 1)")
-    replay.set_defaults(func=cmd_replay)
+    add_replay_commands(sub)
     add_commands(sub)
     return parser
 
@@ -264,87 +249,6 @@ def print_workers(run) -> None:
           f"{run.steps_per_second:.0f} steps/s; Ray and workers started in "
           f"{run.startup_seconds:.1f} s; {len(run.sync_seconds)} episode(s) stored and "
           f"distilled in {sync:.2f} s")
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    import os
-
-    from cairn.experience.episodes import check_video_args, export_video, load_episode
-    from cairn.experience.recording import RecordingError
-
-    # Everything the user typed is checked before the episode is read or anything printed.
-    _positive("fps", args.fps)
-    out = Path(args.gif) if args.gif is not None else None
-    if out is not None:
-        try:
-            check_video_args(out, args.fps)
-        except ValueError as err:
-            raise UserError(f"--gif {args.gif}: {err}") from None
-        folder = out.parent
-        if not folder.exists():
-            raise UserError(f"--gif {args.gif}: folder {folder} does not exist; create it "
-                            "first or write somewhere else")
-        if not folder.is_dir():
-            raise UserError(f"--gif {args.gif}: {folder} is a file, not a folder; "
-                            "write somewhere else")
-        if out.is_dir():
-            raise UserError(f"--gif {args.gif}: that is a folder; give a file name, "
-                            f"e.g. {out / 'episode.gif'}")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UserError(f"--gif {args.gif}: no permission to write in {folder}; "
-                            "choose a folder you can write to")
-
-    try:
-        episode = load_episode(Path(args.episode), salvage=True)
-    except RecordingError as err:
-        raise UserError(str(err)) from None
-    if not len(episode.frames):
-        if episode.faults:
-            raise UserError(f"{args.episode}: nothing readable to replay: {episode.faults[0]}")
-        raise UserError(f"{args.episode}: nothing to replay: the run was killed before it "
-                        "recorded the episode's first frame; replay another episode")
-    steps = len(episode.actions)
-    if episode.finished:
-        status = "finished"
-    elif episode.metadata["finished"]:
-        status = "finished, but damaged (the last readable step marked truncated)"
-    else:
-        status = "unfinished (marked truncated)"
-    print(f"{args.episode}: {steps} steps, {len(episode.attempts)} attempts, {status}")
-    for fault in episode.faults:
-        print(f"  damaged: {fault}")
-    if episode.dropped_attempts:
-        print(f"  not shown: {episode.dropped_attempts} attempt(s) reaching past step {steps}, "
-              "the last readable one")
-    for t in episode.attempts:
-        d = t.diagnosis
-        deltas = " ".join(f"{k}{v:+d}" for k, v in sorted(d.counter_deltas.items()))
-        print(f"  steps {t.step_start:>5}-{t.step_end:<5} {t.subgoal.key:<28} "
-              f"{d.cause:<20} progress {d.progress:.2f}  {deltas}")
-    if out is not None:
-        try:
-            export_video(episode, out, fps=args.fps)
-        except OSError as err:
-            raise UserError(f"--gif {args.gif}: cannot write it ({err.strerror or err}); "
-                            "choose a folder you can write to") from None
-        print(f"wrote {args.gif}")
-    return _verify(args.episode, episode) if args.verify else 0
-
-
-def _verify(name: str, episode) -> int:
-    from cairn.runtime.replay import VerifyError, verify
-
-    try:
-        result = verify(episode)
-    except VerifyError as err:
-        raise UserError(f"{name}: cannot verify: {err}") from None
-    seed = episode.metadata.get("seed")
-    if result.diverged_at is None:
-        print(f"verified: {result.steps} steps re-run from seed {seed}, every frame identical")
-        return 0
-    print(f"diverges at frame {result.diverged_at} (0 is the reset frame), re-run from seed "
-          f"{seed}: {result.detail}")
-    return 1
 
 
 if __name__ == "__main__":

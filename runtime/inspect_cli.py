@@ -13,7 +13,7 @@ DEFAULT_STORE = "runs/experience.sqlite"
 
 
 class InspectError(Exception):
-    """Bad input to an inspection command (shown as one line)."""
+    """Bad input to a command that reads recordings or stores (shown as one line)."""
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -28,6 +28,14 @@ def add_replay_commands(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--fps", type=int, default=15,
                         help="frames per second of --gif and --video, a positive whole number "
                              "(default: 15)")
+    replay.add_argument("--html", metavar="FILE",
+                        help="write one self-contained page: the timeline of attempts with "
+                             "their frames, filters by outcome and cause, a step scrubber, and "
+                             "links to the skills and guardrails each attempt produced or was "
+                             "blocked by (read from --store)")
+    replay.add_argument("--store", metavar="FILE",
+                        help="the experience store the episode's knowledge is in (default: the "
+                             "store its run wrote, if it is still there)")
     replay.add_argument("--verify", action="store_true",
                         help="play the recorded actions again on a fresh env from the recorded "
                              "seed and report the first frame that differs (exit status 1)")
@@ -40,7 +48,6 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-
     from cairn.experience.episodes import check_video_args, export_video, load_episode
     from cairn.experience.recording import RecordingError
 
@@ -49,6 +56,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for option in ("gif", "video"):
         if getattr(args, option) is not None:
             _check_output(option, getattr(args, option), lambda p: check_video_args(p, args.fps))
+    if args.html is not None:
+        _check_output("html", args.html, _html_name)
+    if args.store is not None and not Path(args.store).is_file():
+        raise InspectError(f"--store {args.store}: no experience store there")
     try:
         episode = load_episode(Path(args.episode), salvage=True)
     except RecordingError as err:
@@ -57,7 +68,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if episode.faults:
             raise InspectError(f"{args.episode}: nothing readable to replay: {episode.faults[0]}")
         raise InspectError(f"{args.episode}: nothing to replay: the run was killed before it "
-                        "recorded the episode's first frame; replay another episode")
+                           "recorded the episode's first frame; replay another episode")
     steps = len(episode.actions)
     if episode.finished:
         status = "finished"
@@ -84,7 +95,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         with _writing("video", args.video):
             export_annotated(episode, args.video, fps=args.fps)
+    if args.html is not None:
+        _write_html(episode, args)
     return _verify(args.episode, episode) if args.verify else 0
+
+
+def _html_name(path: Path) -> None:
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError("give a file name ending in .html")
+
+
+def _write_html(episode, args: argparse.Namespace) -> None:
+    from cairn.experience.store import ExperienceStore, StoreError
+    from cairn.runtime.views.episode_page import write_episode_page
+
+    store_path = args.store or ((episode.metadata.get("metadata") or {}).get("config")
+                                or {}).get("store")
+    store = None
+    if store_path and Path(store_path).is_file():
+        try:
+            store = ExperienceStore(store_path, writable=False)
+        except StoreError as err:
+            raise InspectError(f"--store {store_path}: {err}") from None
+    try:
+        with _writing("html", args.html):
+            write_episode_page(episode, args.html, store)
+    except ValueError as err:
+        raise InspectError(f"--html {args.html}: {err}") from None
+    finally:
+        if store is not None:
+            store.close()
+    if store is None:
+        print("  (no store found: the page has no knowledge links; pass --store)")
 
 
 def _check_output(option: str, value: str, check_type: Callable[[Path], None]) -> None:

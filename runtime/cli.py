@@ -13,6 +13,7 @@ from cairn.envs.x11 import Terminated
 from cairn.runtime.config import ConfigError, RunConfig, load_config
 from cairn.runtime.inspect_cli import InspectError, add_commands
 from cairn.runtime.replay_cli import add_replay_commands
+from cairn.runtime.report_cli import add_report_commands
 
 
 class UserError(Exception):
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     add_replay_commands(sub)
+    add_report_commands(sub)
     add_commands(sub)
     return parser
 

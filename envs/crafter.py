@@ -6,7 +6,9 @@ Crafter's own state (semantic map, inventory, achievements, daylight) is returne
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import crafter
@@ -18,6 +20,7 @@ from crafter import constants
 from cairn.envs.game import (
     Game,
     GameError,
+    ImportedEpisode,
     Score,
     geometric_score,
     package_version,
@@ -156,3 +159,65 @@ class CrafterGame(Game):
 
     def versions(self) -> dict[str, str]:
         return {"crafter": package_version("crafter") or "unknown"}
+
+    def import_episode(self, path: Path) -> ImportedEpisode:
+        """An episode saved by Crafter's own ``crafter.Recorder`` (what ``python -m
+        crafter.run_gui --record DIR`` writes when an episode ends): an ``.npz`` whose
+        ``image`` holds the reset frame and one frame per step, and whose ``action``,
+        ``reward``, ``done`` and ``discount`` hold one entry per step after a first one
+        filled with zeros."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in ("image", "action", "reward", "done",
+                                                     "discount") if key in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise GameError(f"{path}: not a readable .npz file ({err})") from None
+        missing = [key for key in ("image", "action", "reward", "done") if key not in arrays]
+        if missing:
+            raise GameError(f"{path}: not an episode saved by crafter.Recorder (no "
+                            f"{', '.join(missing)}); record with python -m crafter.run_gui "
+                            "--record DIR")
+        frames = arrays["image"]
+        size = int(self.env_kwargs.get("size", 64))
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+            raise GameError(f"{path}: 'image' is {frames.dtype} {frames.shape}, not RGB "
+                            "frames (steps + 1, height, width, 3) of uint8")
+        if frames.shape[1:3] != (size, size):
+            raise GameError(
+                f"{path}: its frames are {frames.shape[2]}x{frames.shape[1]} pixels, but the "
+                f"config's env.kwargs.size is {size}: set env.kwargs.size to "
+                f"{frames.shape[1]} if they are square, or record at {size}x{size} "
+                f"(crafter.Env(size=({size}, {size})); run_gui's obs are always 64x64)")
+        steps = len(frames) - 1
+        if steps < 1 or any(len(arrays[k]) != len(frames) for k in arrays if k != "image"):
+            raise GameError(f"{path}: {len(frames)} frames and "
+                            f"{', '.join(f'{len(v)} {k}' for k, v in arrays.items())}: an "
+                            "episode of at least one step has as many of each")
+        actions = arrays["action"][1:].astype(np.int64)
+        if actions.min() < 0 or actions.max() >= len(ACTIONS):
+            raise GameError(f"{path}: action {int(actions.max())} is not one of Crafter's "
+                            f"{len(ACTIONS)} actions")
+        self._check_view(path, frames[0], size)
+        done = arrays["done"][1:].astype(bool)
+        dead = arrays["discount"][1:] == 0 if "discount" in arrays else np.ones_like(done)
+        terminated = done & dead
+        truncated = done & ~terminated
+        if not done[-1]:
+            truncated[-1] = True
+        return ImportedEpisode(frames, actions, arrays["reward"][1:].astype(np.float64),
+                               terminated, truncated, ACTIONS, "crafter.Recorder (npz)")
+
+    def _check_view(self, path: Path, frame: np.ndarray, size: int) -> None:
+        """Cairn reads Crafter's default view: 9x7 tiles around the player, the centre one
+        the player's, and two rows of inventory, where a fresh world shows every vital
+        above zero (another view puts the tiles and digits elsewhere)."""
+        from cairn.perception.crafter import PLAYER, CrafterParser
+
+        percept = CrafterParser(size=size).parse(frame)
+        vitals = ("health", "food", "drink", "energy")
+        if percept.name_at(*PLAYER) != "player" or \
+                not all(percept.counters.get(name, 0) > 0 for name in vitals):
+            raise GameError(f"{path}: the first frame does not look like Crafter's default "
+                            "9x9 view (the player in the middle, every vital above zero); "
+                            "record with run_gui's default --view 9 9")

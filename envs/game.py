@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -46,6 +47,23 @@ class Score:
     value: float
     rates: dict[str, float] = field(default_factory=dict)
     """Percent of episodes in which each item (an achievement, "solved") was reached."""
+
+
+@dataclass
+class ImportedEpisode:
+    """An episode recorded outside Cairn (by the game's own tools), read into what a Cairn
+    recording holds; ``cairn.runtime.redistill.import_episode`` writes it as one."""
+
+    frames: Any
+    """(T + 1, H, W, 3) uint8 frames, the reset frame first."""
+    actions: Any
+    """(T,) indices into ``action_names``."""
+    rewards: Any
+    terminated: Any
+    truncated: Any
+    action_names: tuple[str, ...]
+    source: str
+    """What wrote the file, in words."""
 
 
 class Game:
@@ -97,6 +115,12 @@ class Game:
     def versions(self) -> dict[str, str]:
         """Versions of the game's own packages, kept in every recording."""
         return {}
+
+    def import_episode(self, path: Path) -> ImportedEpisode:
+        """Read an episode recorded by the game's own tools (a person playing it); raise
+        GameError, naming the file and what to do, if it cannot be used."""
+        raise GameError(f"{path}: game '{self.name}' has no importer for recordings made "
+                        "outside Cairn")
 
 
 def success_rates(reached: Sequence[set[str]], items: Sequence[str]) -> dict[str, float]:

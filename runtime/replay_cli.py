@@ -16,7 +16,8 @@ def add_replay_commands(sub: argparse._SubParsersAction) -> None:
         description="Print the timeline of a recorded episode (attempts and their diagnoses), "
                     "optionally write it as a GIF, and optionally re-run it to check that "
                     "it reproduces frame by frame.")
-    replay.add_argument("episode", help="an episode directory written by 'cairn run'")
+    replay.add_argument("episode", help="an episode directory written by 'cairn run' (with "
+                                        "--distill also a run folder: all its episodes)")
     replay.add_argument("--gif", metavar="FILE",
                         help="write the frames to FILE: a .gif (or a .mp4 or .avi video) in a "
                              "folder that exists; a file already there is replaced only once "
@@ -36,10 +37,34 @@ def add_replay_commands(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--store", metavar="FILE",
                         help="the experience store the episode's knowledge is in (default: the "
                              "store its run wrote, if it is still there)")
+    replay.add_argument("--distill", action="store_true",
+                        help="rebuild the attempts, diagnoses and knowledge of the recording "
+                             "(or of every episode of a run folder, in order) into --store, "
+                             "which must not hold them yet: learning from recordings made "
+                             "earlier, by another agent or by a person (see docs/offline.md)")
+    replay.add_argument("--learning", choices=["learn", "frozen", "off"], default="learn",
+                        help="with --distill: learn (default), frozen (diagnose with the "
+                             "store's knowledge, add none) or off")
+    replay.add_argument("--segment", action="store_true",
+                        help="with --distill: cut the actions into attempts by their roles, "
+                             "as for a person's play, instead of using the recorded attempts")
     replay.add_argument("--verify", action="store_true",
                         help="play the recorded actions again on a fresh env from the recorded "
                              "seed and report the first frame that differs (exit status 1)")
     replay.set_defaults(func=cmd_replay)
+
+    imp = sub.add_parser(
+        "import", help="turn episodes recorded by a game's own tools into Cairn recordings",
+        description="Write a Cairn recording folder for each file (such as the files a "
+                    "game's own keyboard interface saves; docs/offline.md names them), so that "
+                    "'cairn replay FOLDER --distill --store S' learns from them "
+                    "(see docs/offline.md).")
+    imp.add_argument("files", nargs="+", help="recorded episodes, in the game's own format")
+    imp.add_argument("--config", required=True,
+                     help="the run config of the game they were played in (its action roles)")
+    imp.add_argument("--out", required=True, help="the folder to write the recordings into")
+    imp.add_argument("--seed", type=int, help="the world seed they were played from, if known")
+    imp.set_defaults(func=cmd_import)
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -51,6 +76,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from cairn.experience.episodes import check_video_args, export_video, load_episode
     from cairn.experience.recording import RecordingError
 
+    if args.distill:
+        return _distill(args)
+    if args.segment or args.learning != "learn":
+        raise InspectError("--segment and --learning go with --distill")
     # Everything the user typed is checked before the episode is read or anything printed.
     _positive("fps", args.fps)
     for option in ("gif", "video"):
@@ -58,7 +87,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _check_output(option, getattr(args, option), lambda p: check_video_args(p, args.fps))
     if args.html is not None:
         _check_output("html", args.html, _html_name)
-    if args.store is not None and not Path(args.store).is_file():
+    if args.store is not None and not Path(args.store).is_file():  # read, not written
         raise InspectError(f"--store {args.store}: no experience store there")
     try:
         episode = load_episode(Path(args.episode), salvage=True)
@@ -98,6 +127,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.html is not None:
         _write_html(episode, args)
     return _verify(args.episode, episode) if args.verify else 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from cairn.experience.store import ExperienceStore, StoreError
+    from cairn.runtime.redistill import DistillError, distill_episodes, episodes_at
+
+    others = [f"--{name}" for name in ("gif", "video", "html") if getattr(args, name)]
+    if args.verify:
+        others.append("--verify")
+    if others:
+        raise InspectError(f"--distill does not go with {', '.join(others)}: run them apart")
+    if args.store is None:
+        raise InspectError("--distill needs --store: the store to rebuild the knowledge into "
+                           "(a new file, or one that does not hold these episodes yet)")
+    try:
+        episodes = episodes_at(args.episode)
+        with ExperienceStore(args.store) as store:
+            report = distill_episodes(episodes, store, learning=args.learning,
+                                      use_recorded_attempts=not args.segment,
+                                      on_episode=lambda line: print(f"  {line}"))
+    except (DistillError, StoreError) as err:
+        raise InspectError(str(err)) from None
+    print(f"distilled into {args.store}: {report.summary()}")
+    return 0
 
 
 def _html_name(path: Path) -> None:
@@ -179,3 +232,20 @@ def _verify(name: str, episode) -> int:
           f"{seed}: {result.detail}")
     return 1
 
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from cairn.runtime.config import load_config
+    from cairn.runtime.redistill import DistillError, import_episode
+
+    config = load_config(args.config)
+    for name in args.files:
+        try:
+            folder = import_episode(name, config, args.out, args.seed)
+        except DistillError as err:
+            raise InspectError(str(err)) from None
+        except OSError as err:
+            raise InspectError(f"{name}: cannot import it ({err.strerror or err})") from None
+        print(f"imported {name} -> {folder}")
+    print(f"learn from them: cairn replay {args.out} --distill --store STORE")
+    return 0

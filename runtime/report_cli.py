@@ -36,7 +36,7 @@ def add_report_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("recordings", nargs="+",
                         help="episode folders, or run folders (every episode in them, in order)")
     export.add_argument("--minari", metavar="DATASET_ID", required=True,
-                        help="the dataset's id, e.g. cairn/crafter-v0")
+                        help="the dataset's id, e.g. cairn/run-v0")
     export.add_argument("--minari-root", metavar="DIR",
                         help="where datasets are kept (default: Minari's own, "
                              "$MINARI_DATASETS_PATH or ~/.minari/datasets)")

@@ -315,6 +315,20 @@ class DesktopEnv(gym.Env[np.ndarray, dict]):
     def render(self) -> np.ndarray | None:
         return None if self._frame is None else self._frame.copy()
 
+    def press_key(self, name: str) -> None:
+        """Press and release one key in the game's window, outside any step (it is neither
+        counted nor recorded): e.g. the game's pause key while a planner thinks."""
+        if self._window is None or self._ended:
+            raise DesktopError("no episode running: call reset() first")
+        self._check_kill()
+        if name not in self._gui.KEYBOARD_KEYS:
+            raise DesktopError(f"unknown key name {name!r}")
+        try:
+            self._window.focus()
+            self._gui.press(name)
+        finally:
+            self._release_all()
+
     # -- stepping -------------------------------------------------------------------------
 
     def step(self, action: dict[str, Any]):

@@ -145,8 +145,13 @@ class Diagnosis:
     """The kind of tile the last step moved onto, if it was a move."""
     target: tuple[int, int] | None = None
     """Where the attempt acted (a struck tile, a clicked cell); effects are relative to it."""
+    planner: str = ""
+    """How a planner other than the kit's own chose the subgoal: ``llm`` (the model's
+    choice was followed) or ``fallback:<reason> (<detail>)``; empty for the kit's planner,
+    and then left out of the dict, so such records are as they always were."""
 
     def to_dict(self) -> dict[str, Any]:
+        planner = {"planner": self.planner} if self.planner else {}
         return {
             "success": self.success, "cause": str(self.cause),
             "counter_deltas": self.counter_deltas, "reward": self.reward,
@@ -156,6 +161,7 @@ class Diagnosis:
             "stagnation": self.stagnation, "loop": self.loop, "detail": self.detail,
             "effects": self.effects, "entered": self.entered,
             "target": list(self.target) if self.target is not None else None,
+            **planner,
         }
 
     @classmethod
@@ -166,6 +172,7 @@ class Diagnosis:
             d["health_delta"], d["steps"], d["stagnation"], d["loop"], d.get("detail", ""),
             [upgrade_effect(e) for e in d.get("effects", [])], d.get("entered"),
             tuple(d["target"]) if d.get("target") is not None else None,
+            d.get("planner", ""),
         )
 
 

@@ -141,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (GameError, ValueError) as err:
             raise UserError(f"{args.config}: {err}") from None
     print_table(results, config.game_adapter().score([r.reached for r in results]), run_dir)
+    print_planner(results)
     if run is None:
         return 0
     print_workers(run)
@@ -238,6 +239,25 @@ def print_table(results, score, run_dir: Path | None) -> None:
           "in episode time (resets excluded)")
     if run_dir is not None:
         print(f"recordings: {run_dir}")
+
+
+def print_planner(results) -> None:
+    """A model planner's calls, tokens, cost and fallbacks over the run (nothing for the
+    symbolic planner)."""
+    used = [r.planner_usage for r in results if r.planner_usage]
+    if not used:
+        return
+    total: dict[str, float] = {}
+    for usage in used:
+        for key, value in usage.items():
+            total[key] = total.get(key, 0) + value
+    cost = f"cost {total['cost']:.4f}" if all("cost" in u for u in used) else "cost unknown"
+    fallbacks = ", ".join(f"{k.split(':', 1)[1]} {int(v)}" for k, v in sorted(total.items())
+                          if k.startswith("fallback:")) or "none"
+    print(f"planner: {int(total['calls'])} calls, {int(total['tokens'])} tokens "
+          f"({int(total['prompt_tokens'])} prompt, {int(total['completion_tokens'])} "
+          f"completion), {cost}; model's choice followed {int(total['followed'])}x; "
+          f"fallbacks: {fallbacks}")
 
 
 def print_workers(run) -> None:

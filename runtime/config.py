@@ -7,6 +7,7 @@ files raise ``ConfigError`` with a one-line message that names the key or the pa
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -124,6 +125,48 @@ class BoardConfig:
                               f"got {self.actions!r}")
 
 
+PLANNER_KINDS = ("symbolic", "llm")
+
+
+@dataclass
+class PlannerConfig:
+    """Who chooses the next subgoal: the kit's own planner (``symbolic``), or a chat model
+    behind an OpenAI-compatible endpoint (``llm``) that falls back to it (docs/llm.md).
+    There is no key for the API key: it is read from the environment only."""
+
+    kind: str = "symbolic"
+    """``symbolic`` (the kit's default planner) or ``llm``."""
+    base_url: str | None = None
+    """The endpoint's base URL, up to ``/v1`` (``/chat/completions`` is appended)."""
+    model: str | None = None
+    """The model name the endpoint knows."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The environment variable that holds the API key (unset: no key is sent)."""
+    timeout_s: float = 30.0
+    """Longest wait for one reply; a slower one falls back to the kit's planner."""
+    max_calls: int | None = 1000
+    """Calls per run (per worker with workers); then the kit's planner decides alone."""
+    max_tokens: int | None = None
+    """Prompt plus completion tokens per run, as the endpoint counts them."""
+    max_cost: float | None = None
+    """Cost per run, in the unit of the endpoint's ``usage.cost`` or of the prices below."""
+    price_prompt_1k: float | None = None
+    """Price of 1000 prompt tokens, for endpoints that do not report a cost."""
+    price_completion_1k: float | None = None
+    """Price of 1000 completion tokens, for endpoints that do not report a cost."""
+    prompt_tokens: int = 1500
+    """Budget the prompt is packed into (estimated at 4 characters a token)."""
+    reply_tokens: int = 200
+    """Longest reply asked for (the request's ``max_tokens``)."""
+    temperature: float = 0.0
+    vision: bool = False
+    """Send the current frame with the prompt (for models that take images)."""
+    pause_key: str | None = None
+    """A key that pauses and resumes a real-time desktop game while the model thinks."""
+    task: str | None = None
+    """One sentence saying what to achieve (None: a generic one)."""
+
+
 @dataclass
 class RunConfig:
     game: str | None = None
@@ -155,6 +198,8 @@ class RunConfig:
     ray_address: str | None = None
     """An existing Ray cluster to run the workers on (``auto``, or ``HOST:PORT`` of its head
     node); None starts a local one for the run."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """Who chooses subgoals (see docs/llm.md)."""
 
     @property
     def family(self) -> str:
@@ -206,6 +251,9 @@ MINIMUMS = {
     "agent.sleep_steps": 1, "agent.stagnation_window": 2,
     "board.min_evidence": 1, "board.max_clicks": 1, "board.outside_margin": 0,
     "board.rows": 1, "board.cols": 1,
+    "planner.timeout_s": 0.01, "planner.max_calls": 0, "planner.max_tokens": 0,
+    "planner.max_cost": 0, "planner.price_prompt_1k": 0, "planner.price_completion_1k": 0,
+    "planner.prompt_tokens": 100, "planner.reply_tokens": 16, "planner.temperature": 0,
 }
 """The smallest value each numeric key may take (None, where allowed, is not checked)."""
 LEARNING_MODES = ("learn", "frozen", "off")
@@ -237,9 +285,38 @@ def check(config: RunConfig) -> None:
         if config.actions.sleep and not config.actions.sleep_tag:
             raise ConfigError("missing key 'actions.sleep_tag': the percept tag that shows "
                               "the agent is resting, needed with 'actions.sleep'")
+    check_planner(config.planner, family)
     if family == "board" and config.workers > 1 and not config.board.xvfb:
         raise ConfigError("'workers' above 1 needs 'board.xvfb: true': each worker plays on "
                           "its own private display, never on one they would share")
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_planner(planner: PlannerConfig, family: str) -> None:
+    """The planner section; an error never repeats ``api_key_env``'s value, which may be a
+    key pasted in by mistake."""
+    if planner.kind not in PLANNER_KINDS:
+        raise ConfigError(f"'planner.kind' must be one of {', '.join(PLANNER_KINDS)}, "
+                          f"got {planner.kind!r}")
+    if not ENV_NAME.fullmatch(planner.api_key_env):
+        raise ConfigError("'planner.api_key_env' must be the name of an environment variable "
+                          "(letters, digits, _): the key itself goes in the environment, "
+                          "never in a config")
+    if planner.temperature > 2:
+        raise ConfigError(f"'planner.temperature' must be at most 2, got {planner.temperature}")
+    if planner.kind != "llm":
+        return
+    if family != "map":
+        raise ConfigError("'planner.kind: llm' plays map games only (a board's subgoals are "
+                          "cells, which it does not offer yet); use 'symbolic'")
+    for key in ("base_url", "model"):
+        if not getattr(planner, key):
+            raise ConfigError(f"missing key 'planner.{key}': needed with 'planner.kind: llm'")
+    if not planner.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"'planner.base_url' must start with http:// or https://, "
+                          f"got {planner.base_url!r}")
 
 
 def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:

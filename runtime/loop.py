@@ -53,6 +53,9 @@ class EpisodeResult:
     explored: int = 0
     """Attempts the planner made to learn rather than to reach the goal."""
     directory: Path | None = None
+    planner_usage: dict[str, float] = field(default_factory=dict)
+    """A model planner's calls, tokens, cost and fallbacks by reason this episode
+    (``Usage.as_dict`` in ``runtime/llm_client.py``); empty for the kit's own planner."""
 
     @property
     def terminated(self) -> bool:
@@ -93,9 +96,17 @@ class Agent:
         self.learner = Learner(store, config.learning)
         self.kit: Kit = make_kit(self.game, env, config, self.learner, self.rng)
         self.learner.rules = self.kit.rules
-        self.planner = planner or self.kit.planner()
+        self.planner = planner or self._configured_planner()
         self.run_id = run_id or new_run_id()
         """Part of every episode's name: episodes of different runs never share one."""
+
+    def _configured_planner(self) -> Planner:
+        """The kit's planner, or the config's model planner falling back to it."""
+        if self.config.planner.kind != "llm":
+            return self.kit.planner()
+        from cairn.runtime.llm_planner import LLMPlanner
+
+        return LLMPlanner.for_agent(self.config, self.kit.planner(), self.env, self.game)
 
     def use_store(self, store: ExperienceStore) -> None:
         """Play from now on with another store's knowledge (a worker's new snapshot)."""
@@ -153,6 +164,7 @@ class Agent:
                 break
             explored += self.planner.last_reason.startswith("explore")
             attempt = executor.attempt(subgoal, ep, self.kit.worked_before(subgoal, ctx))
+            attempt.diagnosis.planner = getattr(self.planner, "last_event", "")
             self._keep(attempt, recorder)
             self.learner.observe(attempt, self.kit)
             self.planner.on_attempt(attempt, ctx)
@@ -172,7 +184,8 @@ class Agent:
         end = ep.end or ("terminated" if ep.terminated else "truncated")
         reached = self.game.reached({**ep.last_info, "goal_reached": end == "goal"})
         return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,
-                             0.0, end, reset_seconds, ep.env_seconds, reached, explored)
+                             0.0, end, reset_seconds, ep.env_seconds, reached, explored,
+                             planner_usage=dict(getattr(self.planner, "episode_usage", {})))
 
     def _keep(self, attempt: ExperienceTuple, recorder: EpisodeRecorder | None) -> None:
         self.store.add(attempt)

@@ -104,6 +104,17 @@ def test_keys_reach_the_game_and_are_released(env):
     assert held_inputs() == (0, 0)
 
 
+def test_press_key_between_steps_reaches_the_game_uncounted(env):
+    obs, _ = env.reset()
+    steps = env._steps
+    env.press_key("right")  # Flip shows its keyboard cursor
+    assert (env.observe() != obs).any()
+    assert env._steps == steps
+    assert held_inputs() == (0, 0)
+    with pytest.raises(DesktopError, match="unknown key name"):
+        env.press_key("no-such-key")
+
+
 def test_inputs_released_when_an_action_fails(env, monkeypatch):
     env.reset()
     gui = env._gui

@@ -108,6 +108,9 @@ def test_press_key_between_steps_reaches_the_game_uncounted(env):
     obs, _ = env.reset()
     steps = env._steps
     env.press_key("right")  # Flip shows its keyboard cursor
+    deadline = time.monotonic() + 5
+    while not (env.observe() != obs).any() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the game redraws when it gets to it
     assert (env.observe() != obs).any()
     assert env._steps == steps
     assert held_inputs() == (0, 0)

@@ -140,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 results = _run_here(config, store, run_dir, run_id, progress)
         except (GameError, ValueError) as err:
             raise UserError(f"{args.config}: {err}") from None
+        except StoreError as err:  # e.g. a store indexed by another CLIP encoder
+            raise UserError(str(err)) from None
     print_table(results, config.game_adapter().score([r.reached for r in results]), run_dir)
     print_planner(results)
     if run is None:

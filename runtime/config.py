@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cairn.envs.game import GAMES, Game, GameError, game_family, make_game
+from cairn.perception.clip import ClipConfig
 
 
 class ConfigError(ValueError):
@@ -200,6 +201,9 @@ class RunConfig:
     node); None starts a local one for the run."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """Who chooses subgoals (see docs/llm.md)."""
+    clip: ClipConfig | None = None
+    """A CLIP encoder: every attempt's first frame indexed by situation, zero-shot tags, a
+    goal in words (see docs/clip.md); None (the default) needs no torch."""
 
     @property
     def family(self) -> str:
@@ -235,6 +239,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         check(config)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    if config.clip is not None and config.clip.checkpoint:  # relative to the config file
+        config.clip.checkpoint = str(path.parent / Path(config.clip.checkpoint).expanduser())
     return config
 
 
@@ -331,12 +337,24 @@ def build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             raise ConfigError(f"unknown key '{prefix}{key}' (known: {known})")
     values = {}
     for name, value in raw.items():
-        hint = hints[name]
+        hint = _section(hints[name], value)
         if dataclasses.is_dataclass(hint):
             values[name] = build(hint, value, f"{prefix}{name}.")
         else:
             values[name] = _check_type(value, hint, f"{prefix}{name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # a section's own checks (__post_init__)
+        raise ConfigError(str(err)) from None
+
+
+def _section(hint: Any, value: Any) -> Any:
+    """An optional section (``ClipConfig | None``) given as a mapping is that section."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and isinstance(value, dict):
+        sections = [arg for arg in typing.get_args(hint) if dataclasses.is_dataclass(arg)]
+        if len(sections) == 1:
+            return sections[0]
+    return hint
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:

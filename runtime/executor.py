@@ -36,6 +36,8 @@ class EpisodeState:
     total_reward: float = 0.0
     env_seconds: float = 0.0
     """Time spent inside ``env.step`` (to tell the loop's own cost from the game's)."""
+    frame: Any = None
+    """The last frame the kit perceived: the next attempt's first frame."""
 
 
 class Executor:
@@ -89,6 +91,7 @@ class Executor:
         started = time.perf_counter()
         frame, reward, terminated, truncated, info = self.env.step(env_action)
         frame = self.kit.settled(frame, truncated)
+        ep.frame = frame
         ep.env_seconds += time.perf_counter() - started
         ep.step += 1
         if self.max_steps is not None and ep.step >= self.max_steps:

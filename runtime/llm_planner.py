@@ -123,6 +123,10 @@ def describe_guardrail(guard: Guardrail, holds: bool) -> str:
     return _clip(f"- {guard.forbidden} is forbidden, {when}: {guard.explanation}")
 
 
+#: Past situations like the current one offered to the model (with a CLIP index).
+SIMILAR_SHOWN = 5
+
+
 def ranked_knowledge(ctx: PlanContext) -> list[tuple[str, str]]:
     """(section, line) for every active guardrail and skill, most relevant first: guardrails
     that apply now, skills whose preconditions hold now (most reliable first), the other
@@ -139,8 +143,18 @@ def ranked_knowledge(ctx: PlanContext) -> list[tuple[str, str]]:
                        describe_skill(s, unmet == 0)))
     ranked += [(3, -g.confidence, g.id, "guardrail", describe_guardrail(g, False))
                for g in guards if g not in holding]
+    for t, cosine in (ctx.similar(SIMILAR_SHOWN) if ctx.similar is not None else []):
+        ranked.append((1, -cosine, str(t.id), "situation", describe_situation(t, cosine)))
     ranked.sort(key=lambda r: r[:3])
     return [(section, line) for *_, section, line in ranked]
+
+
+def describe_situation(t: ExperienceTuple, cosine: float) -> str:
+    """A past attempt that started in a situation like this one (a CLIP index's answer)."""
+    d = t.diagnosis
+    effects = ", ".join(d.effects) or "no effect"
+    verdict = "worked" if d.success else f"failed ({d.cause})"
+    return f"- {t.subgoal.key} {verdict}: {effects} (alike {cosine:.2f})"
 
 
 def describe_choices(ctx: PlanContext) -> str:
@@ -164,13 +178,13 @@ def build_prompt(ctx: PlanContext, task: str, last: ExperienceTuple | None,
     def render(kept: int) -> Prompt:
         lines = list(fixed)
         for section, title in (("guardrail", "Guardrails (learned from failures):"),
-                               ("skill", "Skills (learned from successes):")):
+                               ("skill", "Skills (learned from successes):"),
+                               ("situation", "In the most similar past situations:")):
             chosen = [line for s, line in items[:kept] if s == section]
             if chosen:
                 lines += ["", title, *chosen]
         if kept < len(items):
-            lines += ["", f"({len(items) - kept} more skills and guardrails left out for "
-                          "length.)"]
+            lines += ["", f"({len(items) - kept} more left out for length.)"]
         lines += ["", "Reply with the JSON object only."]
         return Prompt(SYSTEM, "\n".join(lines), len(items) - kept)
 

@@ -5,6 +5,7 @@ between games comes from its adapter (``cairn.envs.game``) and the controller fa
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -96,9 +97,21 @@ class Agent:
         self.learner = Learner(store, config.learning)
         self.kit: Kit = make_kit(self.game, env, config, self.learner, self.rng)
         self.learner.rules = self.kit.rules
+        self.sight = self._sight(store)
         self.planner = planner or self._configured_planner()
         self.run_id = run_id or new_run_id()
         """Part of every episode's name: episodes of different runs never share one."""
+
+    def _sight(self, store: ExperienceStore) -> Any:
+        """The config's CLIP encoder at work (``runtime.sight``), or None without one."""
+        if self.config.clip is None:
+            return None
+        from cairn.runtime.sight import Sight
+
+        sight = Sight(self.config.clip, store)
+        if hasattr(self.kit, "parse"):
+            self.kit.parse = sight.tagging(self.kit.parse)
+        return sight
 
     def _configured_planner(self) -> Planner:
         """The kit's planner, or the config's model planner falling back to it."""
@@ -112,8 +125,12 @@ class Agent:
         """Play from now on with another store's knowledge (a worker's new snapshot)."""
         self.store = store
         self.learner.use_store(store)
+        if self.sight is not None:
+            self.sight.use_store(store)
 
     def close(self) -> None:
+        if self.sight is not None:
+            self.sight.close()
         if self._owned is not None:
             owned, self._owned = self._owned, None
             owned.__exit__(None, None, None)
@@ -151,13 +168,16 @@ class Agent:
         reset_seconds = time.perf_counter() - reset_started
         if recorder is not None:
             recorder.record_reset(frame)
-        ep = EpisodeState(episode=episode, last_info=info)
+        ep = EpisodeState(episode=episode, last_info=info, frame=frame)
         self.kit.begin(frame, ep)
         executor = Executor(self.env, self.kit, self.config.max_steps, recorder)
         self.planner.reset()
         attempts = successes = explored = idle = 0
         while not ep.done:
             ctx = self.kit.context(ep)
+            first_frame = ep.frame
+            if self.sight is not None:
+                ctx.similar = functools.partial(self.sight.similar, first_frame)
             subgoal = self.planner.next_subgoal(ctx)
             if subgoal is None:  # the planner has nothing left to do: the goal, or stuck
                 ep.end = self.planner.last_reason or "stuck"
@@ -166,6 +186,10 @@ class Agent:
             attempt = executor.attempt(subgoal, ep, self.kit.worked_before(subgoal, ctx))
             attempt.diagnosis.planner = getattr(self.planner, "last_event", "")
             self._keep(attempt, recorder)
+            if self.sight is not None:
+                self.sight.remember(attempt, first_frame)
+                if not ep.done and self.sight.goal_seen(ep.frame):
+                    ep.end, ep.done = "goal", True  # the goal in words is on the screen
             self.learner.observe(attempt, self.kit)
             self.planner.on_attempt(attempt, ctx)
             attempts += 1

@@ -33,6 +33,9 @@ class PlanContext:
     """The run's skills: ``active()``, ``get(subgoal)``, ``raising(counter)``, ..."""
     guardrails: GuardrailSet | None = None
     """The run's guardrails: ``blocking_subgoal(key, facts)`` says what is forbidden now."""
+    similar: Callable[[int], list[tuple[ExperienceTuple, float]]] | None = None
+    """``similar(k)``: the stored attempts that started in the situations most like this one
+    (by their first frames' CLIP embeddings), most alike first; None without a CLIP index."""
 
 
 class Planner(Protocol):

@@ -329,7 +329,7 @@ def test_the_prompt_packs_the_most_relevant_knowledge_first_into_its_budget():
         if kept:
             assert packed.tokens <= budget
         if packed.left_out:
-            assert f"({packed.left_out} more skills and guardrails left out" in packed.user
+            assert f"({packed.left_out} more left out for length.)" in packed.user
         seen.add(len(kept))
     assert seen == set(range(7))
     assert build_prompt(ctx, "do it", None, 1).left_out == 6

@@ -26,11 +26,13 @@ from typing import Any
 
 import gymnasium as gym
 
-FAMILIES = ("map", "board")
+FAMILIES = ("map", "board", "first_person")
 
 GAMES: dict[str, str] = {
     "crafter": "cairn.envs.crafter:CrafterGame",
     "board": "cairn.envs.board_game:BoardGame",
+    "minedojo": "cairn.envs.minedojo:MineDojoGame",
+    "minetest": "cairn.envs.minetest:MinetestGame",
 }
 """Adapter name (the config's ``game``) -> ``module:class``."""
 

@@ -69,3 +69,27 @@ def test_worker_learning_compares_one_process_with_workers():
     held_out = re.findall(r"^  (one process|1 Ray worker|2 Ray workers)\s+([\d.]+)\s+\d+$",
                           out, re.M)
     assert [name for name, _ in held_out] == ["one process", "1 Ray worker", "2 Ray workers"]
+
+
+def test_retrieval_prints_query_time_recall_and_encoder_rate():
+    pytest.importorskip("faiss")
+    pytest.importorskip("open_clip")
+    out = run("retrieval", "--n", "3000", "--dim", "32", "--queries", "100", "--approx-from",
+              "1000", "--batch", "700", "--model", "ViT-S-32", "--batch-sizes", "1", "2",
+              "--images", "2")
+    assert "HNSW" in out  # 3,000 vectors passed the lowered threshold
+    default = r"efSearch \d+\s+100\s+[\d.]+\s+([\d.]+)\s+([\d.]+)\s+target p99"
+    assert number(default, out) > 0
+    assert float(re.search(default, out).group(2)) >= 0.9  # recall@10
+    rates = re.findall(r"^\s+(1|2)\s+\d+\s+([\d.]+)\s+[\d.]+$", out, re.M)
+    assert [size for size, _ in rates] == ["1", "2"] and all(float(r) > 0 for _, r in rates)
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None
+                    or shutil.which("minetest", path="/usr/games:/usr/bin") is None,
+                    reason="needs Xvfb and Minetest (apt-get install xvfb minetest minetest-data)")
+def test_minetest_latency_prints_latency_and_frame_rates():
+    out = run("minetest_latency", "--iterations", "8", "--seconds", "0.5")
+    assert number(r"capture->input\s+p50\s+([\d.]+)", out) > 0
+    assert number(r"raw mss grab\s+([\d.]+) frames/s", out) > 0
+    assert number(r"game: ([\d.]+) distinct frames/s", out) > 0

@@ -277,6 +277,9 @@ def check(config: RunConfig) -> None:
     if config.learning not in LEARNING_MODES:
         raise ConfigError(f"'learning' must be one of {', '.join(LEARNING_MODES)}, "
                           f"got {config.learning!r}")
+    if config.clip is not None and (config.workers > 1 or config.ray_address):
+        raise ConfigError("'clip' does not go with workers yet (only the run's owner holds the "
+                          "situation index): play with one worker, or drop the clip section")
     if config.game is None:
         raise ConfigError(f"missing key 'game' (one of: {', '.join(sorted(GAMES))})")
     try:

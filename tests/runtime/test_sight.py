@@ -159,3 +159,10 @@ def test_the_llm_prompt_carries_the_most_similar_past_situations(indexed_run):
     prompt = build_prompt(Ctx, "a task", None, 10_000)
     assert "In the most similar past situations:" in prompt.user
     assert all(f"{s.subgoal.key} " in prompt.user for s, _ in similar)
+
+
+def test_clip_with_workers_is_refused_in_one_line():
+    from cairn.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'clip' does not go with workers"):
+        load_config(ROOT / "configs" / "crafter.yaml", {"clip": {"model": MODEL}, "workers": 2})

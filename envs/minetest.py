@@ -103,6 +103,7 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
         settings: dict[str, Any] | None = None,
         binary: str | None = None,
         kill_file: str | os.PathLike | None = None,
+        task: dict[str, list[str]] | None = None,
         render_mode: str | None = "rgb_array",
     ):
         self.size = (int(size[0]), int(size[1]))
@@ -112,6 +113,10 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
         self.keep_worlds = keep_worlds
         self.settings = {**mw.SETTINGS, **(settings or {})}
         self.render_mode = render_mode
+        self.task = dict(task or {})
+        """Task item -> node or item names (or ``group:NAME``): the env's reward is 1 the first
+        time in an episode the player digs or holds one of an item's."""
+        self._rewarded: set[str] = set()
         kill_file = kill_file or os.environ.get("CAIRN_DESKTOP_KILL_FILE")
         self.kill_file = Path(kill_file) if kill_file else None
         w, h = self.size
@@ -156,6 +161,7 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
         self._truth = self._game.launch(seed)
         self._frame = self._game.capture()
         self._ended, self._steps = False, 0
+        self._rewarded = task_reached(self._truth.data, self.task)  # held from the start
         return self._frame.copy(), {"privileged": self._truth.data, "seed": seed,
                                     "pid": self._game.proc.pid}
 
@@ -229,7 +235,9 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
         if self._ended:
             self._release_all()
         info = {"privileged": truth.data, "action": name, "game_exited": False}
-        return self._frame.copy(), 0.0, terminated, truncated, info
+        reached = task_reached(truth.data, self.task) - self._rewarded
+        self._rewarded |= reached
+        return self._frame.copy(), float(len(reached)), terminated, truncated, info
 
     def _action_name(self, action: int | str) -> str:
         if isinstance(action, str):
@@ -367,6 +375,7 @@ class MinetestGame(Game):
         targets = sorted({p for patterns in self.task.values() for p in patterns})
         kwargs["settings"] = {"cairn_truth_near": ",".join(targets),
                               **(kwargs.get("settings") or {})}
+        kwargs["task"] = self.task
         if "size" in kwargs:
             kwargs["size"] = tuple(kwargs["size"])
         try:
@@ -383,12 +392,7 @@ class MinetestGame(Game):
                                   "kit); nothing plays game 'minetest' yet")
 
     def reached(self, info: dict[str, Any]) -> set[str]:
-        truth = info.get("privileged") or {}
-        held = [(s["name"], s.get("groups", [])) for s in truth.get("inventory", [])]
-        names = {name for name, _ in held} | set(truth.get("dug", {}))
-        groups = {g for _, gs in held for g in gs} | set(truth.get("dug_groups", {}))
-        return {item for item, patterns in self.task.items()
-                if any(_matches(p, names, groups) for p in patterns)}
+        return task_reached(info.get("privileged") or {}, self.task)
 
     def items(self) -> tuple[str, ...]:
         return tuple(self.task)
@@ -406,6 +410,15 @@ class MinetestGame(Game):
             version = "not installed"
         return {"minetest": version, "mss": package_version("mss") or "unknown",
                 "python-xlib": package_version("python-xlib") or "unknown"}
+
+
+def task_reached(truth: dict[str, Any], task: dict[str, list[str]]) -> set[str]:
+    """The task items the truth shows dug or held (for the reward and the score only)."""
+    held = [(s["name"], s.get("groups", [])) for s in truth.get("inventory", [])]
+    names = {name for name, _ in held} | set(truth.get("dug", {}))
+    groups = {g for _, gs in held for g in gs} | set(truth.get("dug_groups", {}))
+    return {item for item, patterns in task.items()
+            if any(_matches(p, names, groups) for p in patterns)}
 
 
 def _matches(pattern: str, names: set[str], groups: set[str]) -> bool:

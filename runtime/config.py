@@ -45,7 +45,11 @@ class ActionsConfig:
     sleep_tag: str | None = None
     """The percept tag perception shows while the agent rests (a rest ends when it is gone)."""
     moves: dict[str, list[int]] = field(default_factory=dict)
-    """Movement action name -> [drow, dcol] on the screen grid."""
+    """Movement action name -> [drow, dcol] on the screen grid (first-person games: relative
+    to where the agent looks, ``[1, 0]`` is forward)."""
+    turns: dict[str, list[int]] = field(default_factory=dict)
+    """First-person games: view-turning action name -> [drow, dcol] the view moves
+    (``[0, -1]`` turns left, ``[-1, 0]`` looks up)."""
 
 
 @dataclass
@@ -244,6 +248,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     return config
 
 
+TURNS_MEANING = "view-turning action name -> [drow, dcol]"
 ROLE_KEYS = {
     "noop": "the action that does nothing",
     "interact": "the action that acts on the faced tile",
@@ -286,14 +291,23 @@ def check(config: RunConfig) -> None:
         family = game_family(config.game)
     except GameError as err:
         raise ConfigError(f"'game': {err}") from None
-    if family == "map":
-        for key, meaning in ROLE_KEYS.items():
+    if family in ("map", "first_person"):
+        roles = ROLE_KEYS if family == "map" else {**ROLE_KEYS, "turns": TURNS_MEANING}
+        for key, meaning in roles.items():
             if not getattr(config.actions, key):
-                raise ConfigError(f"missing key 'actions.{key}' ({meaning}): a map game "
-                                  "must say which of its actions play the generic roles")
-        if config.actions.sleep and not config.actions.sleep_tag:
-            raise ConfigError("missing key 'actions.sleep_tag': the percept tag that shows "
-                              "the agent is resting, needed with 'actions.sleep'")
+                raise ConfigError(f"missing key 'actions.{key}' ({meaning}): a "
+                                  f"{family.replace('_', '-')} game must say which of its "
+                                  "actions play the generic roles")
+    if family == "first_person":
+        turns = {tuple(d) for d in config.actions.turns.values()}
+        if turns != {(0, -1), (0, 1), (-1, 0), (1, 0)} or \
+                (1, 0) not in {tuple(d) for d in config.actions.moves.values()}:
+            raise ConfigError("'actions.turns' must name the four ways the view turns ([0, -1] "
+                              "left, [0, 1] right, [-1, 0] up, [1, 0] down) and "
+                              "'actions.moves' the forward move ([1, 0])")
+    if family == "map" and config.actions.sleep and not config.actions.sleep_tag:
+        raise ConfigError("missing key 'actions.sleep_tag': the percept tag that shows "
+                          "the agent is resting, needed with 'actions.sleep'")
     check_planner(config.planner, family)
     if family == "board" and config.workers > 1 and not config.board.xvfb:
         raise ConfigError("'workers' above 1 needs 'board.xvfb: true': each worker plays on "

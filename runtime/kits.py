@@ -81,13 +81,17 @@ def make_kit(game: Game, env: gym.Env, config: RunConfig, learner: Learner,
         from cairn.runtime.board_kit import BoardKit
 
         return BoardKit(game, env, config, learner, rng)
+    if game.family == "first_person":
+        from cairn.runtime.first_person_kit import FirstPersonKit
+
+        return FirstPersonKit(game, env, config, learner, rng)
     raise ValueError(f"game '{game.name}' has unknown family '{game.family}'")
 
 
 def make_rules(game: Game, config: RunConfig, learner: Learner) -> Rules:
     """The family's distillation rules without an env: what the knowledge owner of a run
     with workers distils with (each worker's kit makes its own the same way)."""
-    if game.family == "map":
+    if game.family in ("map", "first_person"):
         from cairn.runtime.learning import SubgoalRules
 
         return SubgoalRules()

@@ -69,3 +69,23 @@ def test_a_game_and_its_action_roles_must_be_declared(tmp_path, text, message):
 def test_a_board_game_needs_no_map_roles(tmp_path):
     config = load_config(write(tmp_path, "game: board\n"))
     assert config.family == "board" and config.actions.interact is None
+
+
+FIRST_PERSON = ("game: minetest\nactions: {noop: noop, interact: dig, moves: {forward: [1, 0]}, "
+                "turns: {turn_left: [0, -1], turn_right: [0, 1], look_up: [-1, 0], "
+                "look_down: [1, 0]}}\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("game: minetest\nactions: {noop: noop, interact: dig, moves: {forward: [1, 0]}}\n",
+     "missing key 'actions.turns' (view-turning action name -> [drow, dcol]): a first-person"),
+    (FIRST_PERSON.replace("look_down: [1, 0]", "look_down: [2, 0]"),
+     "'actions.turns' must name the four ways the view turns"),
+    (FIRST_PERSON.replace("forward: [1, 0]", "forward: [0, 1]"),
+     "'actions.moves' the forward move ([1, 0])"),
+])
+def test_a_first_person_game_names_its_walking_and_turning_roles(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert load_config(write(tmp_path, FIRST_PERSON)).family == "first_person"

@@ -69,6 +69,9 @@ MAX_MOTION = 120
 """Pixels per motion event: the pointer sits at the window's centre and must not reach the
 screen's edge (where X clamps it and the turn comes out short)."""
 TRUTH_TIMEOUT = 5.0
+PLACE_MS = 120.0
+"""How long ``place`` holds its button: several frames of a busy game, under the game's
+0.25 s before a held button places again."""
 
 
 def find_binary(binary: str | None = None) -> str:
@@ -274,11 +277,12 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
                 self._digging = True
             self._sent()
             self._hold(self.dig_ms)
-        elif name == "place":
+        elif name == "place":  # pressed for a few client frames, so a busy game sees it
             game.button(BUTTONS["place"], True)
             self._sent()
+            self._hold(min(self.hold_ms, PLACE_MS))
             game.button(BUTTONS["place"], False)
-            self._hold(self.hold_ms)
+            self._hold(max(self.hold_ms - PLACE_MS, 0))
         else:
             self._sent()
             self._hold(self.hold_ms)

@@ -392,8 +392,8 @@ class MinetestGame(Game):
             raise GameError(f"cannot open the game: {err}") from None
 
     def perceiver(self, env: gym.Env) -> Any:
-        raise NotImplementedError("first-person perception is being built (the first_person "
-                                  "kit); nothing plays game 'minetest' yet")
+        raise GameError("no first-person perception for Minetest's frames yet (the env "
+                        "works: docs/minetest.md); the first_person kit cannot play it")
 
     def reached(self, info: dict[str, Any]) -> set[str]:
         return task_reached(info.get("privileged") or {}, self.task)

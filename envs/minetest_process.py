@@ -177,12 +177,14 @@ class GameProcess:
         env = {**os.environ, "DISPLAY": self.xvfb.name, "XAUTHORITY": str(self.xvfb.auth),
                "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
         for attempt in range(2):
+            port = mw.free_udp_port()
             conf = mw.write_config(self.run_dir / "minetest.conf", {
                 **self.settings, "screen_w": self.size[0], "screen_h": self.size[1],
-                "fixed_map_seed": seed, "port": mw.free_udp_port()})
+                "fixed_map_seed": seed, "port": port})
+            # --go serves on 30000 whatever the config's port says: --port it is.
             args = [self.binary, "--go", "--world", str(self.world), "--gameid",
                     "minetest_game", "--config", str(conf), "--name", PLAYER, "--password", "",
-                    "--logfile", str(self.log)]
+                    "--port", str(port), "--logfile", str(self.log)]
             self.log.unlink(missing_ok=True)
             log.info("launching %s", args)
             with open(self.run_dir / "minetest.out", "wb") as out:  # a pipe could fill up

@@ -12,13 +12,10 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +23,7 @@ import cv2
 import numpy as np
 
 from cairn.envs import minetest_world as mw
-from cairn.envs.x11 import (
-    AUTH_PREFIX,
-    FAMILY_LOCAL,
-    FAMILY_WILD,
-    DesktopError,
-    Window,
-    _read_display_number,
-    _sweep_auth_files,
-    _xauth_entry,
-    spawn,
-    stop,
-)
+from cairn.envs.x11 import DesktopError, Window, spawn, start_xvfb, stop
 
 log = logging.getLogger(__name__)
 
@@ -54,69 +40,6 @@ class GameExited(DesktopError):
 
 class _PortTaken(Exception):
     """The local server could not bind its UDP port (taken between choosing and binding)."""
-
-
-@dataclass
-class Xvfb:
-    """An Xvfb only one env uses: ``name`` is its display, ``auth`` its cookie file."""
-
-    proc: subprocess.Popen
-    name: str
-    auth: Path
-
-    def stop(self) -> None:
-        stop(self.proc)
-        with contextlib.suppress(FileNotFoundError):
-            self.auth.unlink()
-
-    @contextlib.contextmanager
-    def client_env(self) -> Iterator[None]:
-        """Point ``$DISPLAY``/``$XAUTHORITY`` here while X clients in this process connect
-        (python-xlib and libxcb read the cookie's path from the environment only)."""
-        old = {k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")}
-        os.environ.update(DISPLAY=self.name, XAUTHORITY=str(self.auth))
-        try:
-            yield
-        finally:
-            for key, value in old.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def start_xvfb(size: tuple[int, int]) -> Xvfb:
-    """Start a private Xvfb of exactly ``size`` with its own cookie, as ``cairn.envs.x11``
-    does for a run's display, without touching ``$DISPLAY``."""
-    if not shutil.which("Xvfb"):
-        raise DesktopError("Xvfb is not installed (apt-get install xvfb)")
-    _sweep_auth_files()
-    cookie = os.urandom(16)
-    fd, auth = tempfile.mkstemp(prefix=f"{AUTH_PREFIX}{os.getpid()}-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(_xauth_entry(FAMILY_WILD, b"", b"", cookie))
-    read, write = os.pipe()
-    try:
-        proc = spawn(["Xvfb", "-displayfd", str(write), "-nolisten", "tcp", "-auth", auth,
-                      "-screen", "0", f"{size[0]}x{size[1]}x24"], pass_fds=(write,),
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)
-    except BaseException:
-        os.close(read)
-        os.unlink(auth)
-        raise
-    finally:
-        os.close(write)
-    try:
-        number = _read_display_number(read)
-        with open(auth, "ab") as f:
-            f.write(_xauth_entry(FAMILY_LOCAL, socket.gethostname().encode(), number.encode(),
-                                 cookie))
-    except BaseException:
-        stop(proc)
-        os.unlink(auth)
-        raise
-    return Xvfb(proc, f":{number}", Path(auth))
 
 
 class GameProcess:

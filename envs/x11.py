@@ -51,6 +51,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -315,13 +316,51 @@ def virtual_display(size: tuple[int, int] = (1024, 768)) -> Iterator[str]:
 
 
 def _start_display(size: tuple[int, int]) -> None:
-    """Start Xvfb with its own cookie (``-auth``) and point ``$DISPLAY`` and ``$XAUTHORITY``
-    at it: only processes that can read the cookie file (mode 0600) can connect, the user's
-    ``~/.Xauthority`` is left alone, and Xlib finds a cookie, so it prints no "no xauthority
-    details available" lines on stdout."""
+    """Start the shared Xvfb (:func:`start_xvfb`) and point ``$DISPLAY`` and ``$XAUTHORITY``
+    at it, so that Xlib finds a cookie and prints no "no xauthority details available"
+    lines on stdout."""
     if "pyautogui" in sys.modules:
         raise DesktopError("pyautogui is already bound to another display in this process; "
                            "use one virtual_display for the whole run")
+    server = start_xvfb(size)
+    _shared_display.update(proc=server.proc, users=0, name=server.name, auth=str(server.auth),
+                           old={k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")})
+    os.environ.update(DISPLAY=server.name, XAUTHORITY=str(server.auth))
+
+
+@dataclass
+class Xvfb:
+    """A private X server: ``name`` is its display, ``auth`` its cookie file."""
+
+    proc: subprocess.Popen
+    name: str
+    auth: Path
+
+    def stop(self) -> None:
+        stop(self.proc)
+        with contextlib.suppress(FileNotFoundError):
+            self.auth.unlink()
+
+    @contextlib.contextmanager
+    def client_env(self) -> Iterator[None]:
+        """Point ``$DISPLAY``/``$XAUTHORITY`` here while X clients in this process connect
+        (python-xlib and libxcb read the cookie's path from the environment only)."""
+        old = {k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")}
+        os.environ.update(DISPLAY=self.name, XAUTHORITY=str(self.auth))
+        try:
+            yield
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def start_xvfb(size: tuple[int, int]) -> Xvfb:
+    """Start a private Xvfb of exactly ``size`` with its own cookie (``-auth``, mode 0600),
+    without touching ``$DISPLAY``: only processes that can read the cookie file can connect,
+    and the user's ``~/.Xauthority`` is left alone."""
     if not shutil.which("Xvfb"):
         raise DesktopError("Xvfb is not installed (apt-get install xvfb)")
     _sweep_auth_files()
@@ -350,9 +389,7 @@ def _start_display(size: tuple[int, int]) -> None:
         stop(proc)
         os.unlink(auth)
         raise
-    _shared_display.update(proc=proc, users=0, name=f":{number}", auth=auth,
-                           old={k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")})
-    os.environ.update(DISPLAY=f":{number}", XAUTHORITY=auth)
+    return Xvfb(proc, f":{number}", Path(auth))
 
 
 def _sweep_auth_files() -> None:

@@ -392,8 +392,15 @@ class MinetestGame(Game):
             raise GameError(f"cannot open the game: {err}") from None
 
     def perceiver(self, env: gym.Env) -> Any:
-        raise GameError("no first-person perception for Minetest's frames yet (the env "
-                        "works: docs/minetest.md); the first_person kit cannot play it")
+        """The first-person perceiver (``cairn.perception.minetest_hud``): look kinds
+        ``look-<k>``, counters ``item-<k>``, ``health``, ``breath``; it reads pixels only."""
+        from cairn.perception.minetest_hud import load_perceiver
+
+        size = getattr(env, "size", None) or tuple(self.env_kwargs.get("size", (640, 360)))
+        try:
+            return load_perceiver(tuple(size))
+        except ValueError as err:
+            raise GameError(str(err)) from None
 
     def reached(self, info: dict[str, Any]) -> set[str]:
         return task_reached(info.get("privileged") or {}, self.task)

@@ -288,8 +288,11 @@ def test_the_config_loads_as_a_first_person_game(config):
     game = config.game_adapter()
     assert game.items() == ("log",) and game.task == {"log": ["group:tree"]}
     assert game.versions()["minetest"].startswith("Minetest 5.")
-    with pytest.raises(GameError, match="no first-person perception"):
-        game.perceiver(None)
+    perceiver = game.perceiver(None)  # the assets shipped for the config's 640x360 window
+    assert perceiver.classes[0] == "look-0" and "health" in perceiver.counter_names
+    small = make_game("minetest", {"size": [320, 180]})
+    with pytest.raises(GameError, match="are for 640x360 windows, not 320x180"):
+        small.perceiver(None)
     assert len(ACTIONS) == 12 and ACTIONS[0] == "noop"
     assert find_binary().endswith("minetest")
     with pytest.raises(GameError, match="env.kwargs.task"):

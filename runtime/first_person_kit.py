@@ -16,6 +16,7 @@ up). Nothing here knows a game.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -47,6 +48,15 @@ POINTING = "pointing"
 """The percept tag that says the crosshair points at something within reach."""
 HERE = (0, 0)
 """The agent's position in its records: a first-person view has no map to place it on."""
+
+
+@dataclass
+class _Aim:
+    """Which way the last turn on each axis (rows, columns) went, and whether that axis is
+    aimed as well as the turn's step allows."""
+
+    last: list[int] = field(default_factory=lambda: [0, 0])
+    settled: list[bool] = field(default_factory=lambda: [False, False])
 
 
 class FirstPersonKit:
@@ -219,7 +229,7 @@ class FirstPersonKit:
         if self._nearest(kind) is None:
             outcome.target_visible = outcome.reached = False
             return outcome
-        first = True
+        first, aim = True, _Aim()
         for _ in range(self.config.agent.max_attempt_steps):
             if self.pointed() == kind:
                 break
@@ -231,7 +241,7 @@ class FirstPersonKit:
             if first:
                 outcome.distance_start, first = float(distance), False
             outcome.distance_end = float(distance)
-            yield self._towards(cell)
+            yield self._towards(cell, aim)
         else:
             outcome.reached, outcome.path_found = False, False
             outcome.detail = "could not bring it under the crosshair"
@@ -259,13 +269,23 @@ class FirstPersonKit:
                          key=lambda o: (abs(o[0]) + abs(o[1]), o[0], o[1]))
         return int(offsets[0][0]), int(offsets[0][1])
 
-    def _towards(self, cell: tuple[int, int]) -> str:
-        """Turn the view towards a cell (columns first), or walk when it is straight ahead."""
+    def _towards(self, cell: tuple[int, int], aim: _Aim) -> str:
+        """Turn the view towards a cell (columns first), or walk when it is straight ahead.
+
+        A turn moves the view by a fixed angle, which may be more than a cell: a target that
+        changes sides after a turn lies between two of the view's stops, so that axis counts
+        as aimed until the agent walks (which changes the view's geometry)."""
         dr, dc = cell
-        if dc:
-            return self.turns[(0, int(np.sign(dc)))]
-        if dr:
-            return self.turns[(int(np.sign(dr)), 0)]
+        for axis, offset in ((1, dc), (0, dr)):
+            side = int(np.sign(offset))
+            if not side or aim.settled[axis]:
+                continue
+            if aim.last[axis] == -side:
+                aim.settled[axis] = True
+                continue
+            aim.last[axis] = side
+            return self.turns[(0, side) if axis else (side, 0)]
+        aim.last, aim.settled = [0, 0], [False, False]
         return self.forward
 
     def _use(self, action: str) -> Generator[str, None, Outcome]:

@@ -219,7 +219,7 @@ class Agent:
     def _metadata(self, seed: int, index: int, episode: str) -> dict[str, Any]:
         return {"episode": episode, "seed": seed, "config": asdict(self.config),
                 "game": self.game.name, "versions": self.game.versions(),
-                "action_names": list(getattr(self.env, "action_names", []) or []),
+                "action_names": list(getattr(self.env.unwrapped, "action_names", []) or []),
                 "reset_options": self.game.reset_options(seed, index)}
 
 

@@ -336,9 +336,15 @@ class MinetestEnv(gym.Env[np.ndarray, int]):
 
 # -- the game adapter ---------------------------------------------------------------------------
 
-TASK: dict[str, list[str]] = {"log": ["group:tree"]}
-"""The default task: item -> the node or item names (or ``group:NAME``) that count as
-reaching it, when dug or held. A config replaces it with ``env.kwargs.task``."""
+TASKS: dict[str, dict[str, list[str]]] = {
+    "log": {"log": ["group:tree"]},
+    "dirt": {"dirt": ["default:dirt"]},
+    "sapling": {"sapling": ["group:sapling"]},
+}
+"""Named tasks, like MineDojo's programmatic harvest tasks: item -> the node or item names
+(or ``group:NAME``) that count as reaching it, when dug or held. ``env.kwargs.task`` is one
+of these names or such a mapping."""
+TASK = TASKS["log"]
 
 
 class MinetestGame(Game):
@@ -351,9 +357,12 @@ class MinetestGame(Game):
     def __init__(self, env_kwargs: dict[str, Any], options: dict[str, Any] | None = None):
         super().__init__(env_kwargs, options)
         task = self.env_kwargs.pop("task", None) or TASK
+        if isinstance(task, str) and task in TASKS:
+            task = TASKS[task]
         if not isinstance(task, dict) or not all(isinstance(v, list) for v in task.values()):
-            raise GameError("'env.kwargs.task' must map each task item to a list of node or "
-                            "item names (or group:NAME), e.g. {log: [group:tree]}")
+            raise GameError(f"'env.kwargs.task' must be one of {', '.join(TASKS)} or map each "
+                            "task item to a list of node or item names (or group:NAME), e.g. "
+                            "{log: [group:tree]}")
         self.task = {str(k): [str(p) for p in v] for k, v in task.items()}
 
     @contextlib.contextmanager

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "node's HOST:PORT (see docs/workers.md)")
     run.add_argument("--no-record", action="store_true", help="do not record episodes")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="change one config value, by dotted key, the value read as YAML "
+                          "(e.g. --set env.kwargs.task=dirt); repeat for several")
     run.set_defaults(func=cmd_run)
 
     add_replay_commands(sub)
@@ -89,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise UserError(f"--{name} must be a positive number, got {value}")
+
+
+def _settings(pairs: list[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` options as dotted-key overrides, each value read as YAML."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes KEY=VALUE (e.g. env.kwargs.task=dirt), got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: the value {value!r} is not valid YAML") from None
+    return out
 
 
 def _make_folder(path: Path, what: str, option: str) -> None:
@@ -116,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
         "max_steps": args.max_steps, "learning": args.learning, "workers": args.workers,
         "ray_address": args.address}.items() if v is not None}
+    overrides.update(_settings(args.set))
     config = load_config(args.config, overrides)
     parallel = config.workers > 1 or bool(config.ray_address)
     if parallel:

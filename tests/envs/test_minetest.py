@@ -297,3 +297,20 @@ def test_the_config_loads_as_a_first_person_game(config):
     assert find_binary().endswith("minetest")
     with pytest.raises(GameError, match="env.kwargs.task"):
         make_game("minetest", {"task": ["group:tree"]})
+
+
+def test_named_tasks_are_scored_from_what_the_truth_shows_dug_or_held():
+    dirt = make_game("minetest", {"task": "dirt"})
+    sapling = make_game("minetest", {"task": "sapling"})
+    assert dirt.items() == ("dirt",) and sapling.items() == ("sapling",)
+    with pytest.raises(GameError, match="one of log, dirt, sapling"):
+        make_game("minetest", {"task": "diamond"})
+    grass_dug = {"dug": {"default:dirt_with_grass": 1}, "dug_groups": {"crumbly": 1},
+                 "inventory": [{"slot": 1, "name": "default:dirt", "count": 1,
+                                "groups": ["crumbly", "soil"]}]}
+    assert dirt.reached({"privileged": grass_dug}) == {"dirt"}  # the grass drops dirt
+    assert sapling.reached({"privileged": grass_dug}) == set()
+    leaves = {"dug": {"default:leaves": 3}, "dug_groups": {"leaves": 3}, "inventory": [
+        {"slot": 2, "name": "default:sapling", "count": 1, "groups": ["sapling", "snappy"]}]}
+    assert sapling.reached({"privileged": leaves}) == {"sapling"}
+    assert make_game("minetest", {}).reached({"privileged": leaves}) == set()  # no log

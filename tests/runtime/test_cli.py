@@ -99,12 +99,24 @@ def test_frozen_and_off_runs_add_attempts_but_no_knowledge(tmp_path, copy_store,
     (["run", "missing.yaml"], "config file not found: missing.yaml"),
     (["run", "{config}", "--episodes", "0"], "--episodes must be a positive number"),
     (["replay", "{tmp}"], "not a recording"),
+    (["run", "{config}", "--set", "max_steps"], "--set takes KEY=VALUE"),
+    (["run", "{config}", "--set", "agent.max_attempt_steps=0"], "max_attempt_steps"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, capsys, args, message):
     args = [a.format(config=small_config(tmp_path), tmp=tmp_path) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith("cairn: error:")
+
+
+def test_set_changes_one_config_value_for_the_run(tmp_path):
+    store = tmp_path / "exp.sqlite"
+    args = ["run", str(small_config(tmp_path)), "--store", str(store), "--no-record", "--quiet"]
+    assert main(args + ["--set", "max_steps=17", "--set", "agent.max_attempt_steps=5"]) == 0
+    with ExperienceStore(store) as s:
+        attempts = [s.get(i) for i in range(1, s.count() + 1)]
+    assert max(t.step_end for t in attempts) == 17
+    assert max(len(t.primitives) for t in attempts) <= 5
 
 
 def test_a_config_with_an_action_the_env_lacks_is_refused(tmp_path, capsys):

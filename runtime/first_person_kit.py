@@ -103,7 +103,19 @@ class FirstPersonKit:
         return PlanContext(
             state=state, condition=condition_signature(state.predicates()),
             by_name=self.by_name, can_sleep=False, stats=self._stats,
-            skills=self.learner.skills, guardrails=self.learner.guardrails)
+            skills=self.learner.skills, guardrails=self.learner.guardrails, reach=self._reach)
+
+    def _reach(self, subgoal: Subgoal) -> float:
+        """Turns and steps before acting, as the view shows it: a kind at the crosshair and
+        in reach 0, else the grid distance to its nearest cell; an action by name 0."""
+        if subgoal.controller == "use":
+            return 0.0
+        if subgoal.controller != "interact" or not subgoal.target:
+            return float(self.config.agent.explore_steps)
+        if self.pointed() == subgoal.target:
+            return 0.0
+        cell = self._nearest(subgoal.target)
+        return float("inf") if cell is None else 1.0 + abs(cell[0]) + abs(cell[1])
 
     def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
         return self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]

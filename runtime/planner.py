@@ -36,6 +36,10 @@ class PlanContext:
     similar: Callable[[int], list[tuple[ExperienceTuple, float]]] | None = None
     """``similar(k)``: the stored attempts that started in the situations most like this one
     (by their first frames' CLIP embeddings), most alike first; None without a CLIP index."""
+    reach: Callable[[Subgoal], float] | None = None
+    """``reach(subgoal)``: the kit's guess of the steps before the subgoal's controller can
+    act (0: at once), so that an experiment that costs little is tried before one that costs
+    much; None where the kit does not guess (all alike)."""
 
 
 class Planner(Protocol):

@@ -90,6 +90,9 @@ class SymbolicPlanner:
                  if ctx.stats(s.key, None)[0] == 0 and self._allowed(s, facts, ctx)]
         if never:  # never tried anywhere, by any episode: the cheapest thing to learn from
             self.last_reason = "explore: never tried"
+            if ctx.reach is not None:
+                costs = [ctx.reach(s) for s in never]
+                never = [s for s, c in zip(never, costs, strict=True) if c == min(costs)]
             return never[int(self.rng.integers(len(never)))]
         goals = self._goals(ctx, world)
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:

@@ -3,8 +3,11 @@
 There is no map to remember: the belief is the current view, a coarse grid of kinds with the
 crosshair at its centre (``Percept.player``), the counters the HUD shows, and whether the
 crosshair points at something within reach (the ``pointing`` tag). The controllers turn the
-view towards the nearest cell of a kind and walk up to it, act on what the crosshair points
-at until something changes, try an action by name, or wander. Attempts are diagnosed from
+view towards the nearest cell of a kind and walk up to it (``approach``), then act on what
+the crosshair points at until something changes (``interact``); they try an action by name,
+or wander. A walk that leaves the view as it was is blocked and ends the attempt; the kit
+tells the planner how many turns and steps each kind is away (``PlanContext.reach``), so
+the cheap experiments come first. Attempts are diagnosed from
 counter changes, the change of the pointed kind and the view's motion, and the default
 planner chains the skills learned from them (``SymbolicPlanner``), as on maps.
 
@@ -52,11 +55,25 @@ HERE = (0, 0)
 
 @dataclass
 class _Aim:
-    """Which way the last turn on each axis (rows, columns) went, and whether that axis is
-    aimed as well as the turn's step allows."""
+    """Bringing a target under the crosshair: which way the last turn on each axis (rows,
+    columns) went, whether that axis is aimed as well as the turn's step allows or cannot
+    turn further, where the target was before the last action, and how many walks changed
+    nothing."""
 
     last: list[int] = field(default_factory=lambda: [0, 0])
     settled: list[bool] = field(default_factory=lambda: [False, False])
+    stuck: list[bool] = field(default_factory=lambda: [False, False])
+    cell: tuple[int, int] | None = None
+    axis: int | None = None
+    view: int | None = None
+    blocked: int = 0
+
+
+REAIM = 2
+"""Cells a target may drift off an aimed axis (as the agent walks) before it is aimed again."""
+BLOCKED_WALKS = 2
+"""Walks that leave the view as it was (a walk that moves starts the count again): the way
+is blocked, and the attempt ends."""
 
 
 class FirstPersonKit:
@@ -110,7 +127,7 @@ class FirstPersonKit:
         in reach 0, else the grid distance to its nearest cell; an action by name 0."""
         if subgoal.controller == "use":
             return 0.0
-        if subgoal.controller != "interact" or not subgoal.target:
+        if subgoal.controller not in ("interact", "approach") or not subgoal.target:
             return float(self.config.agent.explore_steps)
         if self.pointed() == subgoal.target:
             return 0.0
@@ -133,14 +150,15 @@ class FirstPersonKit:
         self._counters_start = dict(self.percept.counters)
         self._pointed_start = self.pointed()
         self._reward = 0.0
+        self._building: Outcome | None = None
         return self.state(ep.step)
 
     def budget(self, subgoal: Subgoal) -> int:
         return self.config.agent.max_attempt_steps
 
     def controller(self, subgoal: Subgoal) -> Generator[str, None, Outcome]:
-        if subgoal.controller == "interact" and subgoal.target:
-            return self._interact(subgoal.target)
+        if subgoal.controller in ("interact", "approach") and subgoal.target:
+            return self._interact(subgoal.target, act=subgoal.controller == "interact")
         if subgoal.controller == "use" and subgoal.target:
             return self._use(subgoal.target)
         if subgoal.controller == "explore":
@@ -173,6 +191,10 @@ class FirstPersonKit:
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
                        outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
+        if outcome.detail == "interrupted" and self._building is not None:
+            outcome = self._building  # the episode ended mid-attempt: judge what it did
+            if outcome.target_before is not None:
+                outcome.effect = self._acted()
         post = self.state(ep.step)
         effects = self._effects(pre, post, outcome, trace)
         if subgoal.controller in ("interact", "use") and not effects:
@@ -218,8 +240,8 @@ class FirstPersonKit:
         effects = [counter_effect(name, post.counters.get(name, 0) - pre.counters.get(name, 0))
                    for name in sorted(set(pre.counters) | set(post.counters))
                    if name != health and post.counters.get(name, 0) != pre.counters.get(name, 0)]
-        if outcome.target_before is not None and post.facing_kind != outcome.target_before:
-            effects.append(change_effect(0, 0, outcome.target_before, post.facing_kind))
+        if outcome.target_before is not None and post.facing_kind is None:
+            effects.append(change_effect(0, 0, outcome.target_before, None))
         if trace.reward >= self.config.agent.reward_threshold:
             effects.append("reward")
         return effects
@@ -229,15 +251,12 @@ class FirstPersonKit:
     def _changed(self) -> bool:
         """Did acting do something: a counter other than health changed, or the pointed
         kind turned into another."""
-        health = self.config.agent.health_counter
-        counters = {k: v for k, v in self.percept.counters.items() if k != health}
-        start = {k: v for k, v in self._counters_start.items() if k != health}
-        return counters != start or self.pointed() != self._pointed_start
+        return self._counters_moved() or self.pointed() != self._pointed_start
 
-    def _interact(self, kind: str) -> Generator[str, None, Outcome]:
-        """Bring a ``kind`` cell under the crosshair and within reach, then act on it until
-        something changes (or a few tries did nothing)."""
-        outcome = Outcome()
+    def _interact(self, kind: str, act: bool = True) -> Generator[str, None, Outcome]:
+        """Bring a ``kind`` cell under the crosshair and within reach, then (``act``) act on
+        it until something changes (or a few tries did nothing)."""
+        outcome = self._building = Outcome()
         if self._nearest(kind) is None:
             outcome.target_visible = outcome.reached = False
             return outcome
@@ -253,20 +272,45 @@ class FirstPersonKit:
             if first:
                 outcome.distance_start, first = float(distance), False
             outcome.distance_end = float(distance)
-            yield self._towards(cell, aim)
+            view = self._view_key()
+            if aim.view is not None:
+                aim.blocked = aim.blocked + 1 if view == aim.view else 0
+            if aim.blocked >= BLOCKED_WALKS:
+                outcome.reached, outcome.detail = False, "the way ahead is blocked"
+                return outcome
+            action = self._towards(cell, aim)
+            aim.view = view if action == self.forward else None
+            yield action
         else:
             outcome.reached, outcome.path_found = False, False
             outcome.detail = "could not bring it under the crosshair"
             return outcome
         outcome.target, outcome.target_before, outcome.distance_end = HERE, kind, 0.0
+        if not act:
+            outcome.effect = True
+            return outcome
         self._counters_start = dict(self.percept.counters)
         self._pointed_start = kind
         for _ in range(self.config.agent.interact_tries):
             yield self.config.actions.interact
-            if self._changed():
+            if self._acted():
                 outcome.effect = True
                 break
         return outcome
+
+    def _acted(self) -> bool:
+        """Did acting on the pointed thing do something: a counter other than health
+        changed, or nothing is in reach any more (the thing is gone). A change of the
+        pointed kind alone is not enough: a thing's look changes as it is worked on (cracks,
+        shading), and it would end the work early."""
+        return self._counters_moved() or self.pointed() is None
+
+    def _counters_moved(self) -> bool:
+        """A counter other than health differs from the attempt's start."""
+        health = self.config.agent.health_counter
+        counters = {k: v for k, v in self.percept.counters.items() if k != health}
+        start = {k: v for k, v in self._counters_start.items() if k != health}
+        return counters != start
 
     def _nearest(self, kind: str) -> tuple[int, int] | None:
         """The offset (rows, cols) from the crosshair of the nearest ``kind`` cell in view."""
@@ -286,18 +330,22 @@ class FirstPersonKit:
 
         A turn moves the view by a fixed angle, which may be more than a cell: a target that
         changes sides after a turn lies between two of the view's stops, so that axis counts
-        as aimed until the agent walks (which changes the view's geometry)."""
-        dr, dc = cell
-        for axis, offset in ((1, dc), (0, dr)):
-            side = int(np.sign(offset))
-            if not side or aim.settled[axis]:
+        as aimed until the target drifts ``REAIM`` cells off it. A target that a turn did not
+        move is as far as that axis goes (the view cannot look further up) for the attempt."""
+        if aim.axis is not None and aim.cell is not None and cell[aim.axis] == aim.cell[aim.axis]:
+            aim.stuck[aim.axis] = True
+        aim.cell, aim.axis = cell, None
+        for axis in (1, 0):
+            side = int(np.sign(cell[axis]))
+            if aim.settled[axis] and abs(cell[axis]) >= REAIM:
+                aim.settled[axis], aim.last[axis] = False, 0
+            if not side or aim.settled[axis] or aim.stuck[axis]:
                 continue
             if aim.last[axis] == -side:
                 aim.settled[axis] = True
                 continue
-            aim.last[axis] = side
+            aim.last[axis], aim.axis = side, axis
             return self.turns[(0, side) if axis else (side, 0)]
-        aim.last, aim.settled = [0, 0], [False, False]
         return self.forward
 
     def _use(self, action: str) -> Generator[str, None, Outcome]:

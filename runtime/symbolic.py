@@ -28,6 +28,9 @@ MAX_IDLE = 3
 MAX_EXPERIMENT_FACTS = 3
 EXPLORE_SHARE = 0.25
 """Chance of exploring although a goal could be pursued (unless a need is pressing)."""
+REACH_PENALTY, REACH_CAP = 0.1, 10.0
+"""Where the kit guesses the steps before a subgoal can act (``PlanContext.reach``), each
+step (up to the cap) lowers an experiment's score by the penalty: of two alike, the cheaper."""
 PROBATION = 0.1
 """Chance that a harm guardrail lets its subgoal through, to test it (see GuardrailSet)."""
 NEED_FRACTION = 0.4
@@ -196,6 +199,8 @@ class SymbolicPlanner:
                 score = max(score, 2.5)
             if s.controller == "explore":
                 score = 0.6
+            elif ctx.reach is not None:
+                score -= REACH_PENALTY * min(ctx.reach(s), REACH_CAP)
             scores.append(score + 0.5 * self.rng.random())
         return options[int(np.argmax(scores))]
 

@@ -82,7 +82,8 @@ def test_the_truth_agrees_that_it_walked_and_dug(episode):
     for t in dug:  # what perception saw gained is in the true inventory then
         before = sum(s["count"] for s in truths[t.step_start]["inventory"])
         after = sum(s["count"] for s in truths[t.step_end]["inventory"])
-        assert after > before
+        assert after > before, (t.subgoal.key, t.diagnosis.effects, t.step_start, t.step_end,
+                                truths[t.step_start]["inventory"], truths[t.step_end]["inventory"])
 
 
 def test_killing_the_run_leaves_no_game_or_x_server(tmp_path):

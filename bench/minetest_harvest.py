@@ -7,14 +7,15 @@ Plays ``configs/minetest.yaml`` (the first-person kit, the default symbolic plan
 only) on held-out worlds the project never used elsewhere, one episode per world:
 
 - ``empty``: each world starts from its own empty store;
-- ``trained``: one store first learns on ``--train-worlds`` (one episode each), then each
-  held-out world starts from a copy of that store.
+- ``trained``: one store first learns on ``--train-worlds`` (one episode of
+  ``--train-minutes`` each, going on after a log), then each held-out world starts from a
+  copy of that store.
 
-An episode ends at the first log (the env's task reward: a trunk dug or held, read from the
-world mod's truth) or after ``--minutes`` of the server's clock since the world started. The
-truth only scores and stops the episode; the agent never sees it. The table gives, per world,
-the game seconds to the first log (``-`` when none), and the JSON (``--json``) the same with
-the command, config and seeds.
+A measured episode ends one step after the first log (the env's task reward: a trunk dug or
+held, read from the world mod's truth) or after ``--minutes`` of the server's clock since the
+world started. The truth only scores and stops the episode; the agent never sees it. The
+table gives, per world, the game seconds to the first log (``-`` when none) and how far the
+nearest trunk was; the JSON (``--json``) the same with the command, config and seeds.
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ class FirstLog(gym.Wrapper):
     def __init__(self, env: gym.Env, limit_s: float):
         super().__init__(env)
         self.limit_s, self.start, self.found_at, self.now = limit_s, 0.0, None, 0.0
+        self.stop_at_log = True
+        self._after = 0
         self.nearest: list[float] = []
         """Per step, the distance to the nearest task target (the truth's ``near``)."""
 
     def reset(self, **kwargs):
         frame, info = self.env.reset(**kwargs)
         self.start, self.found_at, self.now = info["privileged"]["time"], None, 0.0
+        self._after = 0
         self.nearest = [_nearest(info["privileged"])]
         return frame, info
 
@@ -57,9 +61,14 @@ class FirstLog(gym.Wrapper):
         frame, reward, terminated, truncated, info = self.env.step(action)
         self.now = info["privileged"]["time"] - self.start
         self.nearest.append(_nearest(info["privileged"]))
+        if self.found_at is not None:
+            self._after += 1
         if reward > 0 and self.found_at is None:
             self.found_at = self.now
-        truncated = truncated or self.found_at is not None or self.now >= self.limit_s
+        # One step past the log: the HUD shows an item a frame after the truth has it, and
+        # the agent's attempt should end on what it can see.
+        done = self.stop_at_log and self._after >= 1
+        truncated = truncated or done or self.now >= self.limit_s
         return frame, reward, terminated, truncated, info
 
 
@@ -109,6 +118,10 @@ def main() -> None:
     parser.add_argument("--worlds", type=int, nargs="+", default=list(range(201, 211)))
     parser.add_argument("--train-worlds", type=int, nargs="*", default=[131, 132, 133])
     parser.add_argument("--minutes", type=float, default=3.0, help="game time per world")
+    parser.add_argument("--train-minutes", type=float, default=3.0,
+                        help="game time per training world (training goes on after a log)")
+    parser.add_argument("--passes", nargs="+", choices=("empty", "trained"),
+                        default=["empty", "trained"], help="which stores to measure")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--keep", type=Path, help="keep stores and recordings here")
     args = parser.parse_args()
@@ -129,12 +142,15 @@ def main() -> None:
                   flush=True)
             return r
 
-        for world in args.worlds:
-            results.append(run(world, work / f"empty-{world}.sqlite", "empty"))
-        if args.train_worlds:
+        if "empty" in args.passes:
+            for world in args.worlds:
+                results.append(run(world, work / f"empty-{world}.sqlite", "empty"))
+        if args.train_worlds and "trained" in args.passes:
             trained = work / "trained.sqlite"
+            env.stop_at_log, env.limit_s = False, args.train_minutes * 60
             for world in args.train_worlds:
                 run(world, trained, "training")
+            env.stop_at_log, env.limit_s = True, args.minutes * 60
             for world in args.worlds:
                 copy = work / f"trained-{world}.sqlite"
                 shutil.copyfile(trained, copy)
@@ -148,7 +164,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "command": " ".join(["python -m bench.minetest_harvest", *sys.argv[1:]]),
             "config": str(args.config), "minutes": args.minutes, "worlds": args.worlds,
-            "train_worlds": args.train_worlds, "results": [asdict(r) for r in results]},
+            "train_worlds": args.train_worlds, "train_minutes": args.train_minutes,
+            "passes": args.passes, "results": [asdict(r) for r in results]},
             indent=1))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -105,7 +105,10 @@ def spawn(args: Sequence[str], **popen: Any) -> subprocess.Popen:
     Python warns is unsafe with other threads running: Cairn's desktop runs have none.
     """
     parent = os.getpid()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    # Read the mask first and block inside the try: a handler that raises (the stop signals'
+    # do) between blocking and the try would otherwise leave this thread's signals blocked,
+    # and every thread and child started from it after.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 
     def in_child() -> None:
         # Runs between fork and exec: as little as possible (the libc function is bound).
@@ -116,6 +119,7 @@ def spawn(args: Sequence[str], **popen: Any) -> subprocess.Popen:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # the mask survives exec
 
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
         proc = subprocess.Popen(list(args), preexec_fn=in_child, start_new_session=True,
                                 **popen)
         _live.add(proc)

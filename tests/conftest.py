@@ -2,6 +2,7 @@
 
 import copy
 import hashlib
+import signal
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ def small_world():
 @pytest.fixture(scope="session")
 def parse():
     return CrafterParser(64).parse
+
+
+def _sigint_as_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C works here even when the suite was started with SIGINT ignored (in the
+    background, or under nohup, as shells do): this process raises KeyboardInterrupt, and
+    the fixture's value, given as a child's ``preexec_fn``, gives the child the default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield _sigint_as_default
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

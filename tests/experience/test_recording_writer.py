@@ -291,7 +291,7 @@ def test_an_interrupt_in_the_caller_loses_nothing_queued(tmp_path: Path, played:
 
 
 def test_an_interrupt_while_close_waits_still_closes_the_recording(
-        tmp_path: Path, played: dict, monkeypatch) -> None:
+        tmp_path: Path, played: dict, monkeypatch, ctrl_c) -> None:
     """Ctrl-C (or the kill switch's signal) while close() waits for the writer: the
     recording is closed as asked, then the interrupt goes on."""
     def slow_compress(data: bytes, level: int) -> bytes:

@@ -136,7 +136,7 @@ def test_a_killed_worker_is_replaced_and_nothing_sent_is_lost(cluster, tmp_path)
     assert len(recording.frames) == len(recording.actions) + 1 > 1
 
 
-def test_stopping_keeps_what_was_played(cluster, tmp_path):
+def test_stopping_keeps_what_was_played(cluster, tmp_path, ctrl_c):
     """Ctrl-C reaches the owner: workers stop at their next attempt and send what they
     played; it is stored, and the recordings end as interrupted."""
     cfg = config(tmp_path, episodes=6, max_steps=300)

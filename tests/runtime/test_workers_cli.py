@@ -63,12 +63,12 @@ def test_workers_print_the_table_with_per_worker_rates(tmp_path):
     ("ctrl-c", 130, "interrupted"),  # to the whole process group, as a terminal sends it
     ("sigterm", 143, "terminated"),  # to the cairn process alone, as a process manager does
 ])
-def test_stopping_is_clean_and_prints_what_finished(tmp_path, how, status, said):
+def test_stopping_is_clean_and_prints_what_finished(tmp_path, how, status, said, ctrl_c):
     before = ray_processes()
     proc = subprocess.Popen(cairn_run(tmp_path, "--workers", "2", "--episodes", "40",
                                       "--max-steps", "300", "--quiet"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=ctrl_c)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:

@@ -343,8 +343,7 @@ TASKS: dict[str, dict[str, list[str]]] = {
 }
 """Named tasks, like MineDojo's programmatic harvest tasks: item -> the node or item names
 (or ``group:NAME``) that count as reaching it, when dug or held. ``env.kwargs.task`` is one
-of these names or such a mapping."""
-TASK = TASKS["log"]
+of these names or such a mapping; ``log`` by default."""
 
 
 class MinetestGame(Game):
@@ -356,7 +355,7 @@ class MinetestGame(Game):
 
     def __init__(self, env_kwargs: dict[str, Any], options: dict[str, Any] | None = None):
         super().__init__(env_kwargs, options)
-        task = self.env_kwargs.pop("task", None) or TASK
+        task = self.env_kwargs.pop("task", None) or TASKS["log"]
         if isinstance(task, str) and task in TASKS:
             task = TASKS[task]
         if not isinstance(task, dict) or not all(isinstance(v, list) for v in task.values()):

@@ -186,13 +186,13 @@ class FirstPersonKit:
         before = self.pointed()
         self._perceive(frame)
         trace.entered = before if action == self.forward and self.pointed() != before else None
-        self.monitor.add(HERE, self._view_key())
+        self.monitor.add(HERE, self._view)
         trace.positions.append(HERE)
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
                        outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
-        if outcome.detail == "interrupted" and self._building is not None:
-            outcome = self._building  # the episode ended mid-attempt: judge what it did
+        if self._building is not None and outcome is not self._building:
+            outcome = self._building  # cut off before it returned: judge what it did
             if outcome.target_before is not None:
                 outcome.effect = self._acted()
         post = self.state(ep.step)
@@ -214,6 +214,9 @@ class FirstPersonKit:
         self._seen |= {percept.classes[i] for i in np.unique(percept.tiles) if i != UNKNOWN}
         for name, count in percept.counters.items():
             self._highest[name] = max(self._highest.get(name, 0), count)
+        # What the view shows, as one number: the same number, nothing seen changed.
+        self._view = hash((percept.tiles.tobytes(), tuple(sorted(percept.counters.items())),
+                           self.pointed()))
 
     def pointed(self) -> str | None:
         """The kind under the crosshair, if it is within reach."""
@@ -229,11 +232,6 @@ class FirstPersonKit:
         return State(step=step, position=HERE, facing=(0, 0), counters=dict(percept.counters),
                      facing_kind=pointed, near=[[pointed]], visible=visible,
                      tags=sorted(percept.tags))
-
-    def _view_key(self) -> int:
-        percept = self.percept
-        return hash((percept.tiles.tobytes(), tuple(sorted(percept.counters.items())),
-                     self.pointed()))
 
     def _effects(self, pre: State, post: State, outcome: Outcome, trace: Trace) -> list[str]:
         health = self.config.agent.health_counter
@@ -272,7 +270,7 @@ class FirstPersonKit:
             if first:
                 outcome.distance_start, first = float(distance), False
             outcome.distance_end = float(distance)
-            view = self._view_key()
+            view = self._view
             if aim.view is not None:
                 aim.blocked = aim.blocked + 1 if view == aim.view else 0
             if aim.blocked >= BLOCKED_WALKS:

@@ -95,7 +95,8 @@ class SymbolicPlanner:
             self.last_reason = "explore: never tried"
             if ctx.reach is not None:
                 costs = [ctx.reach(s) for s in never]
-                never = [s for s, c in zip(never, costs, strict=True) if c == min(costs)]
+                cheapest = min(costs)
+                never = [s for s, c in zip(never, costs, strict=True) if c == cheapest]
             return never[int(self.rng.integers(len(never)))]
         goals = self._goals(ctx, world)
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:

@@ -2,6 +2,7 @@
 
 import copy
 import hashlib
+import json
 import signal
 import sqlite3
 from contextlib import closing
@@ -16,6 +17,19 @@ from cairn.perception.crafter import CrafterParser
 from cairn.runtime.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY_CLIP = {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32,
+                            "patch_size": 8},
+             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                          "layers": 2}}
+"""A tiny open_clip architecture: random weights, built in a moment, nothing downloaded."""
+
+
+def tiny_clip_folder(folder: Path, cfg: dict = TINY_CLIP) -> Path:
+    """A ``local-dir:`` model folder holding only ``cfg`` (random weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    return folder
 
 
 @pytest.fixture

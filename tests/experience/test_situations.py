@@ -5,7 +5,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import json  # noqa: E402
 import sqlite3  # noqa: E402
 from contextlib import closing  # noqa: E402
 
@@ -16,6 +15,8 @@ pytest.importorskip("faiss")
 
 from cairn.experience.situations import SituationIndex, SituationIndexError  # noqa: E402
 from cairn.experience.store import ExperienceStore, StoreError  # noqa: E402
+
+from ..conftest import tiny_clip_folder  # noqa: E402
 
 DIM = 16
 
@@ -62,14 +63,7 @@ def test_similar_reads_the_attempts_of_a_recorded_run(recorded_run, copy_store, 
 
     ClipEncoder = pytest.importorskip("cairn.perception.clip").ClipEncoder
     pytest.importorskip("open_clip")
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": {
-        "embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64,
-                                        "head_width": 32, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
-                     "layers": 2}}}))
-    encoder = ClipEncoder(f"local-dir:{folder}")
+    encoder = ClipEncoder(f"local-dir:{tiny_clip_folder(tmp_path / 'tiny')}")
     attempts, frames = [], []
     for directory in recorded_run.episodes:
         episode = load_episode(directory)

@@ -5,7 +5,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -17,18 +16,10 @@ pytest.importorskip("open_clip")
 
 from cairn.perception.clip import ClipConfig, ClipEncoder, ClipError  # noqa: E402
 
-TINY = {"embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32,
-                       "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
-                     "layers": 2}}
+from ..conftest import TINY_CLIP as TINY  # noqa: E402
+from ..conftest import tiny_clip_folder as tiny_folder  # noqa: E402
+
 LABELS = ["a red screen", "a blue screen", "a green field", "darkness", "a small house"]
-
-
-def tiny_folder(folder, cfg=TINY):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from cairn.perception.make_minetest_assets import ITEMS
 from cairn.perception.minetest_hud import HudAssets, HudReader, load_perceiver
 from cairn.perception.percept import UNKNOWN
 
+from ..conftest import tiny_clip_folder
+
 DATA = Path(__file__).parent / "data" / "minetest"
 TRUTH = json.loads((DATA / "frames.json").read_text())
 
@@ -178,13 +180,7 @@ def test_an_optional_clip_encoder_embeds_the_crosshair_patch(perceiver, tmp_path
     pytest.importorskip("open_clip")
     from cairn.perception.clip import ClipEncoder
 
-    tiny = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
-                           "patch_size": 8},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
-                         "layers": 1}}
-    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": tiny}))
-    encoder = ClipEncoder(f"local-dir:{tmp_path}")
+    encoder = ClipEncoder(f"local-dir:{tiny_clip_folder(tmp_path / 'tiny')}")
     name = next(n for n, t in TRUTH.items() if not t.get("hurt"))
     percept = load_perceiver((640, 360), encoder=encoder).parse(frame(name))
     assert percept.embedding.shape == (32,)

@@ -1,71 +1,215 @@
-"""Does the agent get better by itself? Train from an empty store, then compare on
-held-out world seeds, in one run: a random agent, the agent with learning disabled, and
-the full agent with its knowledge frozen. Prints Crafter scores, per-achievement success
-rates and the score per training generation; writes the curve as a PNG.
+"""Does the agent get better by itself, and how reliably? Train from an empty store with
+several training seeds (one process each), and at fixed env-step checkpoints score the
+knowledge so far, frozen, on held-out worlds; beside it, a random agent and the agent with
+learning disabled on the same worlds. Prints mean and spread over seeds per checkpoint and
+per achievement, writes everything as JSON and draws the curve and the achievement bars
+with matplotlib.
 
-    python -m bench.crafter_learning --budget 20000 --eval-episodes 20
+    python -m bench.crafter_learning --train-seeds 0 1000 2000 --budget 100000 --jobs 2
+
+A checkpoint is taken after the episode that crosses it, so its step count is a little
+above the nominal one; the JSON keeps both. The same config, seeds and budget give the same
+numbers in any process (``tests/runtime/test_evaluate.py`` pins it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from cairn.experience.snapshot import open_snapshot, take_snapshot
 from cairn.experience.store import ExperienceStore
-from cairn.runtime.config import load_config
-from cairn.runtime.evaluate import play, plot_curve, random_agent, train
+from cairn.runtime.config import RunConfig, load_config
+from cairn.runtime.evaluate import Scored, knowledge_size, play, random_agent, train
+from cairn.runtime.loop import Agent
 
 ROOT = Path(__file__).resolve().parent.parent
+STANDARD_CHECKPOINTS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+ANCHORS = {
+    "DreamerV3 (1M)": 14.5,
+    "Achievement Distillation (1M)": 21.8,
+    "SPRING, GPT-4 (no steps)": 27.3,
+}
+"""Published Crafter scores the bench draws for scale; all at 1M env steps unless said."""
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "crafter.yaml"))
-    parser.add_argument("--budget", type=int, default=20000, help="training env steps")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1000, 2000],
+                        help="first training world seed of each run (and its agent's seed)")
+    parser.add_argument("--budget", type=int, default=30000, help="training env steps per seed")
+    parser.add_argument("--checkpoints", type=int, nargs="+",
+                        help="env steps at which to score the knowledge held out (default: "
+                             "10k, 30k, 100k, 300k, 1M up to the budget, and the budget)")
     parser.add_argument("--generation", type=int, default=5, help="episodes per generation")
     parser.add_argument("--eval-episodes", type=int, default=20, help="held-out episodes")
-    parser.add_argument("--train-seed", type=int, default=0,
-                        help="first training world seed (and the agent's random seed)")
     parser.add_argument("--eval-seed", type=int, default=100000,
                         help="first held-out world seed (keep it far from the training seeds)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on episode length")
-    parser.add_argument("--store", help="store file for the trained knowledge (kept)")
-    parser.add_argument("--png", default="runs/crafter_learning.png", help="curve output")
-    args = parser.parse_args()
+    parser.add_argument("--jobs", type=int, default=2, help="processes at once")
+    parser.add_argument("--out", default="runs/crafter_learning",
+                        help="folder for learning.json, the plots and each seed's store")
+    args = parser.parse_args(argv)
+    if args.budget < 1 or args.eval_episodes < 1 or args.jobs < 1 or args.generation < 1:
+        parser.error("--budget, --eval-episodes, --generation and --jobs must be positive")
+    if len(set(args.train_seeds)) != len(args.train_seeds):
+        parser.error("--train-seeds must differ")
+    points = args.checkpoints or [c for c in STANDARD_CHECKPOINTS if c < args.budget]
+    args.checkpoints = sorted({*(c for c in points if 0 < c <= args.budget), args.budget})
+    return args
 
-    config = load_config(args.config, {"max_steps": args.max_steps})
-    seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
-    tmp = Path(tempfile.mkdtemp(prefix="cairn-learning-"))
-    store_path = Path(args.store) if args.store else tmp / "trained.sqlite"
+
+def scored(agent: Scored) -> dict[str, Any]:
+    return {"score": agent.score(), "rates": agent.rates(), "played_steps": agent.steps,
+            "reached": [sorted(r) for r in agent.reached]}
+
+
+def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
+             seeds: list[int]) -> dict[str, Any]:
+    """One training run from an empty store, scored held out at every checkpoint."""
+    out = Path(args.out)
+    store_path = out / f"store-seed{train_seed}.sqlite"
+    for stale in out.glob(f"store-seed{train_seed}.sqlite*"):
+        stale.unlink()
+    checkpoints: list[dict[str, Any]] = []
+    generations: list[dict[str, Any]] = []
     started = time.perf_counter()
 
-    print(f"training from an empty store for {args.budget} steps ({store_path})")
-    with ExperienceStore(store_path) as store:
-        generations = train(config, store, args.budget, args.generation, args.train_seed)
-    print("evaluating on held-out seeds", seeds[0], "to", seeds[-1])
-    rand = random_agent(config, seeds)
-    with ExperienceStore(tmp / "off.sqlite") as store:
-        off = play(dataclasses.replace(config, learning="off"), store, seeds, "learning off")
-    with ExperienceStore(store_path) as store:
-        full = play(dataclasses.replace(config, learning="frozen"), store, seeds,
-                    "full (frozen)")
+    def evaluate(steps: int, agent: Agent) -> None:
+        training = time.perf_counter() - started - sum(c["eval_seconds"] for c in checkpoints)
+        began = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="cairn-checkpoint-") as folder, \
+                open_snapshot(take_snapshot(agent.store), Path(folder) / "s.sqlite") as snap:
+            frozen = play(dataclasses.replace(config, learning="frozen"), snap, seeds, "full")
+        checkpoints.append({"steps": steps, **scored(frozen),
+                            "knowledge": knowledge_size(agent),
+                            "train_seconds": training,
+                            "eval_seconds": time.perf_counter() - began})
+        print(f"[seed {train_seed}] {steps} steps: held-out score {frozen.score():.2f}, "
+              f"{knowledge_size(agent)}, {training:.0f} s training", flush=True)
 
-    agents = [rand, off, full]
-    print(f"\n{'achievement':<22}" + "".join(f"{a.name:>16}" for a in agents))
-    rates = [a.rates() for a in agents]
-    for name in rates[0]:
-        print(f"{name:<22}" + "".join(f"{r[name]:>15.0f}%" for r in rates))
-    print(f"{'score':<22}" + "".join(f"{a.score():>16.2f}" for a in agents))
-    print(f"{'mean episode length':<22}"
-          + "".join(f"{a.steps / max(len(a.reached), 1):>16.0f}" for a in agents))
-    curve = [g.score() for g in generations]
-    print("\nscore per training generation:", " ".join(f"{v:.2f}" for v in curve))
-    print(f"lowest after the first: {min(curve[1:] or curve):.2f}, best: {max(curve):.2f}")
-    plot_curve(curve, {a.name: a.score() for a in agents}, Path(args.png))
-    print(f"curve written to {args.png}; {time.perf_counter() - started:.0f} s in all")
+    def report(line: str) -> None:
+        if len(generations) % 20 == 0:
+            print(f"[seed {train_seed}]{line}", flush=True)
+        generations.append({})
+
+    with ExperienceStore(store_path) as store:
+        blocks = train(config, store, args.budget, args.generation, train_seed, report,
+                       args.checkpoints, evaluate)
+    total = 0
+    for entry, block in zip(generations, blocks, strict=True):
+        total += block.steps
+        entry.update(steps=total, score=block.score(), episodes=len(block.reached),
+                     knowledge=block.knowledge)
+    return {"train_seed": train_seed, "generations": generations, "checkpoints": checkpoints,
+            "store": str(store_path)}
+
+
+def baselines(config: RunConfig, seeds: list[int]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="cairn-off-") as folder, \
+            ExperienceStore(Path(folder) / "off.sqlite") as store:
+        off = play(dataclasses.replace(config, learning="off"), store, seeds, "learning off")
+    return {"random": scored(random_agent(config, seeds)), "learning off": scored(off)}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max())}
+
+
+def summarize(runs: list[dict[str, Any]], nominal: list[int]) -> list[dict[str, Any]]:
+    """Per nominal checkpoint: the held-out score's mean and spread over seeds, the mean
+    success rate of each achievement and the knowledge size."""
+    rows = []
+    for i, steps in enumerate(nominal):
+        points = [run["checkpoints"][i] for run in runs]
+        names = points[0]["rates"]
+        rows.append({
+            "steps": steps,
+            "score": spread([p["score"] for p in points]),
+            "rates": {n: spread([p["rates"][n] for p in points]) for n in names},
+            "knowledge": {k: spread([p["knowledge"].get(k, 0) for p in points])
+                          for k in sorted({k for p in points for k in p["knowledge"]})},
+        })
+    return rows
+
+
+def version() -> dict[str, str]:
+    from importlib.metadata import version as package
+
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    return {"cairn": package("cairn"), "crafter": package("crafter"), "commit": commit}
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    base = result["baselines"]
+    print(f"\nheld-out Crafter score over {len(result['train_seeds'])} training seeds "
+          f"({len(result['held_out_seeds'])} worlds): random {base['random']['score']:.2f}, "
+          f"learning off {base['learning off']['score']:.2f}")
+    print(f"{'env steps':>10} {'mean':>7} {'std':>6} {'min':>6} {'max':>6}  per seed")
+    for row in result["summary"]:
+        i = result["checkpoints"].index(row["steps"])
+        each = " ".join(f"{run['checkpoints'][i]['score']:.2f}" for run in result["runs"])
+        s = row["score"]
+        print(f"{row['steps']:>10} {s['mean']:>7.2f} {s['std']:>6.2f} {s['min']:>6.2f} "
+              f"{s['max']:>6.2f}  {each}")
+    last = result["summary"][-1]
+    print(f"\n{'achievement (%)':<22}{'random':>8}{'off':>8}{'full':>8}{'± std':>7}")
+    for name, rate in last["rates"].items():
+        print(f"{name:<22}{base['random']['rates'][name]:>8.0f}"
+              f"{base['learning off']['rates'][name]:>8.0f}{rate['mean']:>8.0f}"
+              f"{rate['std']:>7.0f}")
+    print("\nknowledge at the last checkpoint (mean over seeds): "
+          + ", ".join(f"{k} {v['mean']:.0f}" for k, v in last["knowledge"].items()))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    config = load_config(args.config, {"max_steps": args.max_steps})
+    seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"training seeds {args.train_seeds}, {args.budget} steps each, checkpoints "
+          f"{args.checkpoints}; held-out worlds {seeds[0]}..{seeds[-1]}; {args.jobs} jobs",
+          flush=True)
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        base_job = pool.submit(baselines, config, seeds)
+        jobs = [pool.submit(run_seed, config, s, args, seeds) for s in args.train_seeds]
+        runs = [job.result() for job in jobs]
+        base = base_job.result()
+    result = {
+        "command": shlex.join([sys.executable, "-m", "bench.crafter_learning",
+                               *(argv if argv is not None else sys.argv[1:])]),
+        "config": dataclasses.asdict(config), "version": version(),
+        "train_seeds": args.train_seeds, "held_out_seeds": seeds, "budget": args.budget,
+        "checkpoints": args.checkpoints, "generation": args.generation,
+        "baselines": base, "runs": runs, "summary": summarize(runs, args.checkpoints),
+        "seconds": time.perf_counter() - started,
+    }
+    (out / "learning.json").write_text(json.dumps(result, indent=1, default=str))
+    print_tables(result)
+    from bench.learning_plots import draw
+
+    written = draw(result, ANCHORS, out)
+    print(f"\nwritten: {out / 'learning.json'}, " + ", ".join(map(str, written))
+          + f"; {result['seconds']:.0f} s in all")
+    return result
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +27,8 @@ class Scored:
     game: Game
     reached: list[set[str]] = field(default_factory=list)
     steps: int = 0
+    knowledge: dict[str, int] = field(default_factory=dict)
+    """Skills and guardrails by status when it ended (training generations only)."""
 
     def rates(self) -> dict[str, float]:
         return self.game.score(self.reached).rates
@@ -68,15 +69,23 @@ def play(config: RunConfig, store: ExperienceStore, seeds: list[int], name: str,
 
 
 def train(config: RunConfig, store: ExperienceStore, budget: int, generation: int,
-          first_seed: int = 0, report: Callable[[str], None] = print) -> list[Scored]:
-    """Learn for ``budget`` env steps in blocks of ``generation`` episodes (one Scored each)."""
+          first_seed: int = 0, report: Callable[[str], None] = print,
+          checkpoints: Sequence[int] = (),
+          on_checkpoint: Callable[[int, Agent], None] | None = None) -> list[Scored]:
+    """Learn for ``budget`` env steps in blocks of ``generation`` episodes (one Scored each).
+
+    ``on_checkpoint(steps, agent)`` is called after the episode that first takes the
+    training past each of ``checkpoints`` (the learning agent must not be changed by it).
+    """
     config = dataclasses.replace(config, learning="learn", seed=first_seed)
     with Agent(config, store, None) as agent:
-        return _train(agent, budget, generation, first_seed, report)
+        return _train(agent, budget, generation, first_seed, report,
+                      sorted(checkpoints), on_checkpoint)
 
 
 def _train(agent: Agent, budget: int, generation: int, first_seed: int,
-           report: Callable[[str], None]) -> list[Scored]:
+           report: Callable[[str], None], checkpoints: list[int],
+           on_checkpoint: Callable[[int, Agent], None] | None) -> list[Scored]:
     generations: list[Scored] = []
     steps, seed, started = 0, first_seed, time.perf_counter()
     while steps < budget:
@@ -87,8 +96,13 @@ def _train(agent: Agent, budget: int, generation: int, first_seed: int,
             block.steps += episode.steps
             steps += episode.steps
             seed += 1
+            while checkpoints and steps >= checkpoints[0]:
+                checkpoints.pop(0)
+                if on_checkpoint is not None:
+                    on_checkpoint(steps, agent)
             if steps >= budget:
                 break
+        block.knowledge = knowledge_size(agent)
         generations.append(block)
         report(f"  {block.name}: {len(block.reached)} episodes, {steps}/{budget} steps, "
                f"{len(agent.learner.skills.active())} skills, "
@@ -97,33 +111,12 @@ def _train(agent: Agent, budget: int, generation: int, first_seed: int,
     return generations
 
 
-def plot_curve(points: list[float], baselines: dict[str, float], path: Path) -> None:
-    """A small PNG of the score per generation, with the baselines as flat lines."""
-    import cv2
-
-    width, height, margin = 640, 360, 40
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    top = max([*points, *baselines.values(), 1.0]) * 1.15
-    def xy(i: int, value: float) -> tuple[int, int]:
-        x = margin + int(i * (width - 2 * margin) / max(len(points) - 1, 1))
-        return x, height - margin - int(value / top * (height - 2 * margin))
-    cv2.line(canvas, (margin, height - margin), (width - margin, height - margin), (0, 0, 0), 1)
-    cv2.line(canvas, (margin, margin), (margin, height - margin), (0, 0, 0), 1)
-    colours = [(0, 0, 200), (0, 140, 0), (160, 0, 160)]
-    for (name, value), colour in zip(baselines.items(), colours, strict=False):
-        y = xy(0, value)[1]
-        cv2.line(canvas, (margin, y), (width - margin, y), colour, 1)
-        cv2.putText(canvas, f"{name} {value:.1f}", (width - margin - 170, y - 4),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
-    line = np.array([xy(i, v) for i, v in enumerate(points)], np.int32)
-    cv2.polylines(canvas, [line], False, (200, 80, 0), 2)
-    for x, y in line:
-        cv2.circle(canvas, (int(x), int(y)), 3, (200, 80, 0), -1)
-    cv2.putText(canvas, "score per training generation", (margin, 24),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    cv2.putText(canvas, f"{top:.1f}", (4, margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-    cv2.putText(canvas, "0", (24, height - margin), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-    cv2.putText(canvas, f"generations 1 to {len(points)}", (width // 2 - 50, height - 12),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), canvas)
+def knowledge_size(agent: Agent) -> dict[str, int]:
+    """How many skills and guardrails the agent holds now, by status."""
+    sizes: dict[str, int] = {}
+    for kind, entries in (("skills", agent.learner.skills.skills),
+                          ("guardrails", agent.learner.guardrails.guardrails)):
+        for entry in entries.values():
+            key = f"{kind} {entry.status}"
+            sizes[key] = sizes.get(key, 0) + 1
+    return dict(sorted(sizes.items()))

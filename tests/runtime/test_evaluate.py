@@ -2,7 +2,6 @@
 what the agent learns makes it better on worlds it never saw."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +37,11 @@ def test_training_runs_generations_until_the_budget_and_reports_each(tmp_path):
 
 
 def evaluate(out, budget, max_steps, held_out):
-    """``tests/learning_run.py`` in a process of its own, with hash order and Crafter's
-    creature order pinned (see there): the same figures every time."""
+    """``tests/learning_run.py`` in a process of its own."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "learning_run.py"), str(out), str(budget),
          str(max_steps), str(held_out[0]), str(len(held_out))],
-        env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
+        capture_output=True, text=True,
         timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
@@ -54,20 +52,11 @@ def count(agent, achievement=None):
 
 
 @pytest.mark.slow
-def test_a_pinned_evaluation_gives_the_same_figures_twice(tmp_path):
-    runs = [evaluate(tmp_path / name, 1500, 100, HELD_OUT[:2]) for name in ("a", "b")]
-    assert runs[0] == runs[1]
-    assert runs[0]["training_steps"] >= 1500 and runs[0]["full"]["steps"] > 0
-
-
-@pytest.mark.slow
 def test_after_a_short_training_the_agent_beats_learning_off_on_held_out_worlds(tmp_path):
     """6,000 training steps (about 35 short episodes), then 8 held-out worlds of 200 steps.
-    Measured with Crafter's creature order pinned (PYTHONHASHSEED 0 to 10, all alike but for
-    the learning run): learning off reached 28 achievements in all (score 3.1, 2 cows eaten,
-    1 table placed); the trained agent 45-64 (score 5.0-8.3, 5-8 cows, 5-7 tables). Without
-    the pinning runs vary far more (the trained agent once reached fewer than learning off).
-    About 25 s on 2 cores."""
+    Measured: learning off reached 28 achievements in all (score 3.1, 2 cows eaten, 1 table
+    placed); the trained agent, before runs stopped depending on the string-hash seed, 45-64
+    (score 5.0-8.3, 5-8 cows, 5-7 tables) over hash seeds 0 to 10. About 25 s on 2 cores."""
     result = evaluate(tmp_path, 6000, 200, HELD_OUT)
     off, full = result["off"], result["full"]
     assert result["training_steps"] >= 6000

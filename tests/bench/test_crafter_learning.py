@@ -1,0 +1,79 @@
+"""The learning bench (``bench/crafter_learning.py``) on real Crafter worlds, run twice as a
+user would start it, in processes with different string-hash seeds."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ["--train-seeds", "3", "40", "--budget", "1200", "--checkpoints", "400",
+        "--eval-episodes", "2", "--max-steps", "120", "--jobs", "2"]
+TIMINGS = ("train_seconds", "eval_seconds", "seconds", "store", "command")
+
+
+def bench(out: Path, hash_seed: str) -> tuple[dict, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.crafter_learning", *ARGS, "--out", str(out)], cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed}, capture_output=True, text=True,
+        timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "learning.json").read_text()), done.stdout
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    return [bench(tmp_path_factory.mktemp(f"hash{h}"), h) for h in ("1", "2")]
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_the_same_seeds_and_budget_give_the_same_figures_in_any_process(two_runs):
+    (a, _), (b, _) = two_runs
+    assert without_timings(a) == without_timings(b)
+    scores = [g["score"] for run in a["runs"] for g in run["generations"]]
+    assert len(scores) >= 4 and len(set(scores)) > 1  # real, varying per-generation figures
+
+
+@pytest.mark.slow
+def test_checkpoints_follow_the_training_and_the_summary_is_over_the_seeds(two_runs):
+    result, stdout = two_runs[0]
+    assert result["checkpoints"] == [400, 1200]
+    for run in result["runs"]:
+        steps = [g["steps"] for g in run["generations"]]
+        assert steps == sorted(steps) and steps[-1] >= 1200
+        taken = [c["steps"] for c in run["checkpoints"]]
+        assert taken[0] >= 400 and taken[1] >= 1200 and taken[0] < taken[1]
+        assert all(c["knowledge"] for c in run["checkpoints"])
+    for i, row in enumerate(result["summary"]):
+        each = [run["checkpoints"][i]["score"] for run in result["runs"]]
+        assert row["score"]["mean"] == pytest.approx(np.mean(each))
+        assert row["score"]["min"] == min(each) and row["score"]["max"] == max(each)
+        line = re.search(rf"^\s+{row['steps']}\s+([\d.]+)", stdout, re.M)
+        assert line and float(line.group(1)) == pytest.approx(row["score"]["mean"], abs=0.006)
+    rates = result["summary"][-1]["rates"]
+    assert len(rates) == 22 and any(r["mean"] > 0 for r in rates.values())
+
+
+@pytest.mark.slow
+def test_the_plots_are_real_figures(two_runs):
+    import cv2
+
+    result, _ = two_runs[0]
+    out = Path(result["runs"][0]["store"]).parent
+    for name in ("curve.png", "achievements.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and image.shape[0] > 300
+        assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # lines, bands, text

@@ -142,8 +142,12 @@ class Agent:
         self.close()
 
     def run_episode(
-        self, seed: int, index: int, on_step: Callable[[EpisodeState], None] | None = None
+        self, seed: int, index: int, on_step: Callable[[EpisodeState], None] | None = None,
+        on_attempt: Callable[[ExperienceTuple, EpisodeState], None] | None = None,
     ) -> EpisodeResult:
+        """``on_step`` gets the episode's state after an attempt (not one that ends the
+        episode at the kit's attempt limit); ``on_attempt`` gets every attempt with that state,
+        once it is stored and learned from."""
         episode = episode_name(self.config.name, self.run_id, index)
         directory = episode_folder(self.run_dir, index)
         recorder = None
@@ -151,7 +155,7 @@ class Agent:
             recorder = EpisodeRecorder(directory, self._metadata(seed, index, episode))
         started = time.perf_counter()
         try:
-            result = self._play(seed, index, episode, recorder, on_step)
+            result = self._play(seed, index, episode, recorder, on_step, on_attempt)
         except BaseException as err:
             if recorder is not None:
                 recorder.close(end_reason(err))
@@ -162,7 +166,7 @@ class Agent:
         result.directory = directory
         return result
 
-    def _play(self, seed, index, episode, recorder, on_step) -> EpisodeResult:
+    def _play(self, seed, index, episode, recorder, on_step, on_attempt) -> EpisodeResult:
         reset_started = time.perf_counter()
         frame, info = self.env.reset(seed=seed, options=self.game.reset_options(seed, index))
         reset_seconds = time.perf_counter() - reset_started
@@ -192,6 +196,8 @@ class Agent:
                     ep.end, ep.done = "goal", True  # the goal in words is on the screen
             self.learner.observe(attempt, self.kit)
             self.planner.on_attempt(attempt, ctx)
+            if on_attempt is not None:
+                on_attempt(attempt, ep)
             attempts += 1
             successes += attempt.diagnosis.success
             idle = 0 if attempt.diagnosis.steps else idle + 1

@@ -29,6 +29,7 @@ from typing import Any, overload
 
 from cairn.experience.knowledge import Knowledge
 from cairn.experience.records import ExperienceTuple
+from cairn.experience.seeds import PlayedSeeds
 from cairn.experience.store_codec import EncodedBatch, decode, encode_attempts
 from cairn.experience.store_schema import (
     BUSY_TIMEOUT_S,
@@ -371,6 +372,12 @@ class ExperienceStore:
     def knowledge(self) -> Knowledge:
         """Tier 3: skills and guardrails, versioned."""
         return Knowledge(self._conn, self.path, self.timeout, self.writable)
+
+    @property
+    def seeds(self) -> PlayedSeeds:
+        """The highest world seed each run name has played here (``cairn run`` goes on
+        after it)."""
+        return PlayedSeeds(self._conn, self.path, self.timeout, self.writable)
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM attempts").fetchone()[0]

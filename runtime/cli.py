@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -14,6 +15,7 @@ from cairn.runtime.config import ConfigError, RunConfig, load_config
 from cairn.runtime.inspect_cli import InspectError, add_commands
 from cairn.runtime.replay_cli import add_replay_commands
 from cairn.runtime.report_cli import add_report_commands
+from cairn.runtime.run_table import holdings, holdings_line, print_table, score_trend
 
 
 class UserError(Exception):
@@ -54,13 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run the agent on the environment a config names",
         description="Run the agent for some episodes, recording each one and adding every "
-                    "attempt to the experience store. Prints a progress line and a final "
-                    "table (per episode: steps, attempts, how it ended, what it reached; "
-                    "then the game's own score).")
+                    "attempt to the experience store. Prints the world seeds it plays, a "
+                    "progress line and a final table (per episode: steps, attempts, how it "
+                    "ended, what it reached; then the game's own score, how it moved from "
+                    "the first third of the episodes to the last, and what the store holds).")
     run.add_argument("config", help="YAML run config (see configs/)")
     run.add_argument("--episodes", type=int, help="episodes to run (default: the config's)")
     run.add_argument("--seed", type=int,
-                     help="world seed of the first episode; episode i uses seed+i")
+                     help="world seed of the first episode; episode i uses seed+i (default: "
+                          "the one after the last this store has played under the config's "
+                          "name, else the config's)")
     run.add_argument("--store", help="experience store file (SQLite); created if missing, "
                                      "read and extended if it exists")
     run.add_argument("--out", help="directory for this run's recordings (a subfolder per run)")
@@ -124,7 +129,6 @@ def _make_folder(path: Path, what: str, option: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cairn.envs.game import GameError
     from cairn.experience.store import ExperienceStore, StoreError
     from cairn.runtime.loop import new_run_id
 
@@ -150,19 +154,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ExperienceStore(config.store)
     except StoreError as err:
         raise UserError(str(err)) from None
-    run = None
-    with store, RunProgress(config, enabled=not args.quiet) as progress:
-        try:
-            if parallel:
-                run = _run_parallel(config, store, run_dir, run_id, progress)
-                results = run.results
-            else:
-                results = _run_here(config, store, run_dir, run_id, progress)
-        except (GameError, ValueError) as err:
-            raise UserError(f"{args.config}: {err}") from None
-        except StoreError as err:  # e.g. a store indexed by another CLIP encoder
-            raise UserError(str(err)) from None
-    print_table(results, config.game_adapter().score([r.reached for r in results]), run_dir)
+    with store:
+        config, first_line = plan_seeds(config, store.seeds.last(config.name),
+                                        chosen="seed" in overrides)
+        before = holdings(store)
+        with RunProgress(config, first_line, enabled=not args.quiet) as progress:
+            run, results = _play(config, store, run_dir, run_id, progress, parallel, args.config)
+        after = holdings(store)
+    score = config.game_adapter().score
+    trend = score_trend([r.reached for r in results], score)
+    notes = [trend.line()] if trend is not None else []
+    print_table(results, score([r.reached for r in results]), run_dir,
+                [*notes, holdings_line(before, after)])
     print_planner(results)
     if run is None:
         return 0
@@ -174,12 +177,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(config: RunConfig, store, run_dir: Path | None, run_id: str, progress: RunProgress,
+          parallel: bool, config_path: str) -> tuple:
+    """Play the run here or on workers: (the parallel run or None, the episodes' results)."""
+    from cairn.envs.game import GameError
+    from cairn.experience.store import StoreError
+
+    try:
+        if parallel:
+            run = _run_parallel(config, store, run_dir, run_id, progress)
+            return run, run.results
+        return None, _run_here(config, store, run_dir, run_id, progress)
+    except (GameError, ValueError) as err:
+        raise UserError(f"{config_path}: {err}") from None
+    except StoreError as err:  # e.g. a store indexed by another CLIP encoder
+        raise UserError(str(err)) from None
+
+
+def plan_seeds(config: RunConfig, last: int | None, chosen: bool) -> tuple[RunConfig, str]:
+    """The config with the run's first world seed, and the line that starts the run.
+
+    Unless the seed was chosen (``--seed``), a store that has played this run name's
+    episodes goes on after the last seed it played (``last``; the config's seed if that is
+    later), so a second run meets new worlds; the same store and config give the same seeds.
+    """
+    if chosen:
+        why = "the seed given on the command line"
+    elif last is None:
+        why = f"the config's seed: this store has played no '{config.name}' episodes"
+    elif last < config.seed:
+        why = f"the config's seed: this store has played '{config.name}' up to seed {last}"
+    else:
+        config = dataclasses.replace(config, seed=last + 1)
+        why = f"this store has played '{config.name}' up to seed {last}; --seed N plays others"
+    n, first = config.episodes, config.seed
+    seeds = f"world seed {first}" if n == 1 else f"world seeds {first}-{first + n - 1}"
+    return config, f"{config.name}: {n} episode{'s' * (n != 1)} on {seeds} ({why})"
+
+
 def _run_here(config: RunConfig, store, run_dir: Path | None, run_id: str,
               progress: RunProgress) -> list:
     from cairn.runtime.loop import Agent
 
     results: list = []
     with Agent(config, store, run_dir, run_id=run_id) as agent:
+        progress.start()
         for i in range(config.episodes):
             before = sum(r.steps for r in results)
 
@@ -187,6 +229,7 @@ def _run_here(config: RunConfig, store, run_dir: Path | None, run_id: str,
                 progress.update(len(results), before + ep.step)
 
             results.append(agent.run_episode(config.seed + i, i, on_step))
+            store.seeds.add(config.name, results[-1].seed)
             progress.update(len(results), before + results[-1].steps)
     return results
 
@@ -196,9 +239,12 @@ def _run_parallel(config: RunConfig, store, run_dir: Path | None, run_id: str,
     from cairn.runtime.workers import WorkerError, run_parallel
 
     try:
-        return run_parallel(config, store, run_dir, run_id, progress.update)
+        run = run_parallel(config, store, run_dir, run_id, progress.update)
     except WorkerError as err:
         raise UserError(str(err)) from None
+    if run.results:
+        store.seeds.add(config.name, max(r.seed for r in run.results))
+    return run
 
 
 def _check_ray() -> None:
@@ -210,15 +256,23 @@ def _check_ray() -> None:
 
 
 class RunProgress:
-    """One progress bar for the run (episodes done, steps, steps/s), on standard error,
-    shown from the first step on (an error before it is the only thing printed)."""
+    """The run's first line (on standard output) and one progress bar (episodes done, steps,
+    steps/s, on standard error), shown once play starts (an error before it is the only
+    thing printed); ``enabled=False`` leaves out the bar."""
 
-    def __init__(self, config: RunConfig, enabled: bool = True):
-        self.config, self.enabled = config, enabled
+    def __init__(self, config: RunConfig, first_line: str, enabled: bool = True):
+        self.config, self.first_line, self.enabled = config, first_line, enabled
         self.bar = None
         self.started = time.perf_counter()
 
+    def start(self) -> None:
+        """Print the first line, once."""
+        if self.first_line:
+            print(self.first_line, flush=True)
+            self.first_line = ""
+
     def update(self, episodes: int, steps: int) -> None:
+        self.start()
         if not self.enabled:
             return
         if self.bar is None:
@@ -241,26 +295,6 @@ class RunProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def print_table(results, score, run_dir: Path | None) -> None:
-    """One line per episode, then the game's own score (what its env reports)."""
-    header = f"{'episode':<26} {'seed':>6} {'steps':>6} {'reward':>7} {'attempts':>8} " \
-             f"{'explore':>7} {'steps/s':>8} {'end':<13} reached"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        names = ", ".join(sorted(r.reached)) or "-"
-        print(f"{r.episode:<26} {r.seed:>6} {r.steps:>6} {r.reward:>7.1f} {r.attempts:>8} "
-              f"{r.explored:>7} {r.steps_per_second:>8.0f} {r.end:<13} {names}")
-    total_steps = sum(r.steps for r in results)
-    total_time = sum(r.seconds - r.reset_seconds for r in results)
-    print("-" * len(header))
-    print(f"{score.name} {score.value:.2f}  over {len(results)} episode(s), "
-          f"{len(score.rates)} item(s); {total_steps / max(total_time, 1e-9):.0f} steps/s "
-          "in episode time (resets excluded)")
-    if run_dir is not None:
-        print(f"recordings: {run_dir}")
 
 
 def print_planner(results) -> None:

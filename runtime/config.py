@@ -185,7 +185,9 @@ class RunConfig:
     episodes: int = 1
     """Episodes to run."""
     seed: int = 0
-    """World seed of the first episode; episode i uses seed + i."""
+    """World seed of the first episode; episode i uses seed + i. ``cairn run`` on a store that
+    has played this run name's episodes starts after the last seed it played instead, unless
+    the seed is given on the command line."""
     store: str = "runs/experience.sqlite"
     """Experience store file, shared across runs so knowledge carries over."""
     out: str = "runs"

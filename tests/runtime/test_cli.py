@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cairn.envs.game import make_game
 from cairn.experience.episodes import list_episodes, load_episode
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.cli import main
@@ -19,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_config(tmp_path: Path) -> Path:
-    """The shipped Crafter config with a 32x32 world (same frames, faster resets)."""
+    """The shipped Crafter config with a 32x32 world (same frames, faster resets), one
+    episode a run unless a test asks for more."""
     config = yaml.safe_load((ROOT / "configs" / "crafter.yaml").read_text())
     config["env"]["kwargs"]["area"] = [32, 32]
+    config["episodes"] = 1
     path = tmp_path / "crafter-small.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -78,6 +81,73 @@ def test_a_second_run_reads_what_the_first_wrote(tmp_path):
         own = sum(t.subgoal.key == key and t.diagnosis.success for t in second)
         assert current[key].body["successes"] > own
         assert current[key].version >= learned[key].version
+
+
+
+ROW = re.compile(r"^crafter-\w+-e\d+ +(\d+) +(\d+) +\S+ +\d+ +\d+ +\d+ +\S+ +(.*)$",
+                 re.MULTILINE)
+
+
+def table_rows(printed: str) -> list[tuple[int, int, set[str]]]:
+    """(seed, steps, what it reached) of each episode row of the final table."""
+    return [(int(seed), int(steps), set() if names == "-" else set(names.split(", ")))
+            for seed, steps, names in ROW.findall(printed)]
+
+
+def test_the_table_says_how_the_score_moved_and_what_the_store_holds(tmp_path, capsys):
+    store = tmp_path / "exp.sqlite"
+    assert main(["run", str(small_config(tmp_path)), "--episodes", "7", "--max-steps", "40",
+                 "--store", str(store), "--no-record", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    reached = [names for _, _, names in table_rows(printed)]
+    assert len(reached) == 7
+    # Thirds of 7 episodes: the first two against the last two, the middle three left out.
+    game = make_game("crafter", {})
+    first, last = (f"{game.score(part).value:.2f}" for part in (reached[:2], reached[-2:]))
+    if first == last:
+        expected = f"Crafter score stayed at {first} from the first 2 episodes to the last 2"
+    else:
+        moved = "rose" if float(last) > float(first) else "fell"
+        expected = (f"Crafter score {moved} from {first} over the first 2 episodes "
+                    f"to {last} over the last 2")
+    assert expected in printed.splitlines()
+    held = re.search(r"^the store now holds (\d+) attempts?, (\d+) skills? .*, (\d+) "
+                     r"guardrails? .*; this run added (\d+) attempts?, (\d+) skills?, (\d+) "
+                     r"guardrails?$", printed, re.MULTILINE)
+    assert held is not None
+    with ExperienceStore(store) as s:
+        counts = (s.count(), len(s.knowledge.current("skill")),
+                  len(s.knowledge.current("guardrail")))
+    assert counts[0] > 0 and counts[1] > 0
+    assert tuple(map(int, held.groups())) == counts * 2  # a new store: all of it this run's
+
+
+def test_a_run_on_a_store_goes_on_with_the_next_seeds_unless_a_seed_is_given(
+        tmp_path, capsys, copy_store):
+    store = tmp_path / "exp.sqlite"
+    args = ["run", str(small_config(tmp_path)), "--episodes", "2", "--max-steps", "20",
+            "--no-record", "--quiet"]
+
+    def run(*extra: str, at: Path = store) -> tuple[str, list[tuple[int, int, set[str]]]]:
+        assert main([*args, "--store", str(at), *extra]) == 0
+        printed = capsys.readouterr().out
+        return printed.splitlines()[0], table_rows(printed)
+
+    line, rows = run()
+    assert [seed for seed, *_ in rows] == [0, 1]
+    assert line == "crafter: 2 episodes on world seeds 0-1 (the config's seed: this store " \
+                   "has played no 'crafter' episodes)"
+    copy = copy_store(store, tmp_path / "copy.sqlite")
+    line, rows = run()
+    assert [seed for seed, *_ in rows] == [2, 3]
+    assert line.startswith("crafter: 2 episodes on world seeds 2-3 (this store has played "
+                           "'crafter' up to seed 1;")
+    assert run(at=copy)[1] == rows  # the same store and config: the same seeds and play
+    line, rows = run("--seed", "0")
+    assert [seed for seed, *_ in rows] == [0, 1] and "given on the command line" in line
+    assert [seed for seed, *_ in run()[1]] == [4, 5]  # an earlier --seed takes nothing back
+    run("--seed", "10")
+    assert [seed for seed, *_ in run()[1]] == [12, 13]
 
 
 @pytest.mark.parametrize("mode", ["frozen", "off"])

@@ -28,6 +28,7 @@ def small_config(tmp_path: Path) -> Path:
 
     config = yaml.safe_load(CONFIG.read_text())
     config["env"]["kwargs"]["area"] = [32, 32]
+    config["episodes"] = 1
     path = tmp_path / "crafter-small.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

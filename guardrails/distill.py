@@ -28,6 +28,10 @@ RARE_IN_SAFE = 0.2
 MAX_TRIGGER_FACTS = 2
 MIN_CONTRAST = 5
 HARM_FACT_PREFIXES = ("see:", "near:", "facing:", "tag:")
+MIN_SITUATION, SITUATION_HARM, SUBGOAL_MARGIN = 4, 0.25, 0.25
+"""A situation (the harm's trigger facts) is dangerous in itself when at least 4 attempts at
+other subgoals were made in it and a quarter of them were hurt; a subgoal is worse there
+when its share of hurt attempts is higher by more than a quarter."""
 
 
 def requirement_guardrails(
@@ -108,9 +112,8 @@ def harm_guardrails(
     contrast = same if len(same) >= MIN_CONTRAST else safe
     if len(contrast) < MIN_CONTRAST:
         return []
-    appeared = {f for f in attempt.post.facts() if f.startswith("see:")}
-    facts = _rare_facts(attempt.pre.facts() | appeared, contrast, depleting)
-    if not facts:
+    facts = _rare_facts(_harm_facts(attempt), contrast, depleting)
+    if not facts or _situational(attempt, facts, history):
         return []
     subgoal = attempt.subgoal.key
     guard = Guardrail(
@@ -120,6 +123,34 @@ def harm_guardrails(
         trigger=Trigger(all_of=facts), forbidden=f"subgoal {subgoal}", scope="subgoal",
         evidence=_ids([attempt]), status="active" if died else "candidate")
     return [weigh(guard, same, traits)]
+
+
+def _harm_facts(attempt: ExperienceTuple) -> frozenset[str]:
+    """What held before the attempt, and what came into view during it."""
+    return attempt.pre.facts() | {f for f in attempt.post.facts() if f.startswith("see:")}
+
+
+def _situational(attempt: ExperienceTuple, facts: list[str],
+                 history: Sequence[ExperienceTuple]) -> bool:
+    """Does the harm go with the situation rather than with the subgoal? It does when other
+    subgoals tried while ``facts`` held were hurt often too, and this subgoal's attempts
+    there were not clearly hurt more often (too few of them to tell counts as not).
+    Forbidding every subgoal in a dangerous situation teaches nothing and leaves the agent
+    unable to act in it; a subgoal that is worse than the rest there keeps its guardrail."""
+    earlier = [t for t in history if t.id != attempt.id and set(facts) <= _harm_facts(t)]
+    others = [t for t in earlier if t.subgoal != attempt.subgoal]
+    same = [t for t in earlier if t.subgoal == attempt.subgoal] + [attempt]
+    if len(others) < MIN_SITUATION or _harm_share(others) < SITUATION_HARM:
+        return False
+    if len(same) < MIN_FAILURES:
+        return True
+    return _harm_share(same) <= _harm_share(others) + SUBGOAL_MARGIN
+
+
+def _harm_share(attempts: Sequence[ExperienceTuple]) -> float:
+    hurt = sum(t.diagnosis.health_delta < 0 or t.diagnosis.cause == Cause.DIED
+               for t in attempts)
+    return hurt / len(attempts)
 
 
 def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],

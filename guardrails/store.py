@@ -67,14 +67,15 @@ class GuardrailSet:
 
     def weigh_harm(self, attempt: ExperienceTuple) -> None:
         """An attempt at a subgoal a harm guardrail forbids, made while its trigger held
-        (on probation, see ``on_probation``) and unharmed, contradicts it; as many
-        contradictions as harms retire it."""
+        (on probation, see ``on_probation``, or not yet enforced: a candidate) and unharmed,
+        contradicts it; as many contradictions as harms retire it. A harm seen once and
+        then not again in the same situation was chance, and is not kept waiting."""
         d = attempt.diagnosis
         if d.health_delta < 0 or d.cause == "died":
             return
         facts = attempt.pre.facts()
         for guard in list(self.guardrails.values()):
-            if guard.root_cause not in HARM_ROOTS or guard.status != "active" \
+            if guard.root_cause not in HARM_ROOTS or guard.status not in ("active", "candidate") \
                     or guard.forbidden != f"subgoal {attempt.subgoal.key}" \
                     or not guard.trigger.holds(facts) or attempt.id in guard.contradictions:
                 continue

@@ -43,12 +43,13 @@ class AttemptView:
     events: list[str] = field(default_factory=list)
 
     def effect(self, target: tuple[int, int] | None, kind_before: str | None) -> bool:
-        """Did the action do something: a reward, a counter change that does not happen on
+        """Did the action do something: a reward, a counter rising that does not rise on
         its own, or the target tile turning into something else (unless the target is a
-        kind that wanders off by itself)?"""
+        kind that wanders off by itself)? A loss alone is a cost or a blow, not an effect."""
         if self.reward > 0:
             return True
-        if self.world.unexplained_changes(self.counters_start, self.world.percept.counters):
+        changes = self.world.unexplained_changes(self.counters_start, self.world.percept.counters)
+        if any(change > 0 for change in changes.values()):
             return True
         if target is None or self.world.mobile(kind_before):
             return False

@@ -39,7 +39,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "condition, the operation they forbid, and the evidence behind them.")
     guards.add_argument("--store", default=DEFAULT_STORE, help="experience store file")
     g_sub = guards.add_subparsers(dest="action", required=True, metavar="ACTION")
-    g_sub.add_parser("list", help="one line per guardrail", parents=[store])
+    listing = g_sub.add_parser(
+        "list", help="one line per guardrail, active first", parents=[store],
+        description="One line per guardrail: active ones first, then candidates (seen once, "
+                    "not yet enforced) and disabled ones, each group by what it forbids. "
+                    "Retired guardrails (contradicted by later attempts) are counted but not "
+                    "listed unless asked for.")
+    listing.add_argument("--status", choices=(*LIST_ORDER, "all"), action="append",
+                         help="list only this status (repeatable; 'all' lists every one, "
+                              "retired included)")
     show = g_sub.add_parser("show", help="one guardrail with its evidence", parents=[store])
     show.add_argument("id", help="guardrail id (g-xxxxxxxx), as 'list' prints it")
     show.add_argument("--runs", default="runs",
@@ -94,20 +102,38 @@ def cmd_skills(args: argparse.Namespace) -> int:
     return 0
 
 
+LIST_ORDER = ("active", "candidate", "disabled", "retired")
+
+
+def _list_guardrails(entries: list, statuses: list[str] | None) -> None:
+    """The guardrails of the chosen statuses (default: all but retired), then a count of
+    each status so that what is hidden is never a surprise."""
+    wanted = set(LIST_ORDER) if statuses and "all" in statuses else \
+        set(statuses or LIST_ORDER[:-1])
+    shown = sorted((e for e in entries if e.status in wanted),
+                   key=lambda e: (LIST_ORDER.index(e.status) if e.status in LIST_ORDER
+                                  else len(LIST_ORDER), e.body["forbidden"], e.trigger, e.key))
+    if not entries:
+        print("no guardrails yet")
+        return
+    print(f"{'id':<11} {'status':<9} {'conf':>5} {'evid':>4}  {'forbidden':<32} trigger")
+    for e in shown:
+        b = e.body
+        print(f"{e.key:<11} {e.status:<9} {b['confidence']:>5.2f} "
+              f"{len(b['evidence']):>4}  {b['forbidden']:<32} {e.trigger}")
+    counts = {s: sum(e.status == s for e in entries) for s in LIST_ORDER}
+    hidden = len(entries) - len(shown)
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + (f"; {hidden} not listed (--status all lists them)" if hidden else ""))
+
+
 def cmd_guardrails(args: argparse.Namespace) -> int:
     from cairn.guardrails.store import KIND
 
     with _open(args.store, writable=args.action in ("disable", "enable")) as store:
         k = store.knowledge
         if args.action == "list":
-            entries = k.current(KIND)
-            print(f"{'id':<11} {'status':<9} {'conf':>5} {'evid':>4}  {'forbidden':<32} trigger")
-            for e in entries:
-                b = e.body
-                print(f"{e.key:<11} {e.status:<9} {b['confidence']:>5.2f} "
-                      f"{len(b['evidence']):>4}  {b['forbidden']:<32} {e.trigger}")
-            if not entries:
-                print("no guardrails yet")
+            _list_guardrails(k.current(KIND), args.status)
         elif args.action == "show":
             entry = k.get(KIND, args.id)
             if entry is None:

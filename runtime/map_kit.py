@@ -21,6 +21,7 @@ from cairn.experience.records import (
     change_effect,
     condition_signature,
     counter_effect,
+    split_counter_effect,
 )
 from cairn.perception.percept import UNKNOWN, Percept
 from cairn.runtime.controllers import TRAITS, AttemptView, Controllers, Outcome
@@ -181,8 +182,8 @@ class MapKit:
         changed = _changed_tiles(world, self._center, self._region_before,
                                  outcome.target or world.position)
         effects = self._effects(pre, post, outcome, trace)
-        if subgoal.controller in TRAITS.by_effect and not effects:
-            outcome.effect = False  # what looked like an effect mid-attempt was drift
+        if subgoal.controller in TRAITS.by_effect and all(map(_loss, effects)):
+            outcome.effect = False  # drift mid-attempt, or only a loss (a cost, a blow)
         diagnosis = self.diagnoser.diagnose(
             subgoal, pre, post, trace, outcome, changed, worked_before, effects)
         diagnosis.target = outcome.target
@@ -205,6 +206,11 @@ class MapKit:
         if trace.reward >= self.config.agent.reward_threshold:
             effects.append("reward")
         return effects
+
+
+def _loss(effect: str) -> bool:
+    """``health-2``: a counter that fell, which alone is no sign that an action worked."""
+    return split_counter_effect(effect)[1] == "-"
 
 
 def snapshot(world: WorldModel, step: int) -> State:

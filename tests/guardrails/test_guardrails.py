@@ -168,3 +168,27 @@ def test_nothing_new_means_no_earlier_failure_had_less():
     # Each fact was seen in some failure, but never together: worth a try.
     assert not gate.holds(frozenset({"wood>=1", "near:table"}))
     assert not gate.holds(frozenset({"stone>=1"}))
+
+
+def test_guardrails_list_puts_active_first_and_counts_what_it_hides(table_store, capsys):
+    guard = Guardrail("damage_taken", "test", Trigger(all_of=["see:zombie"]),
+                      "subgoal interact:tree", "subgoal", [1], [2], status="retired")
+    with ExperienceStore(table_store) as store:
+        GuardrailSet(store.knowledge).update(guard)
+        statuses = [e.status for e in store.knowledge.current("guardrail")]
+    assert main(["guardrails", "--store", str(table_store), "list"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    listed = [r.split()[1] for r in rows[1:-1]]
+    assert guard.id not in "\n".join(rows) and "retired" not in listed
+    ranks = ["active", "candidate", "disabled"]
+    assert listed == sorted(listed, key=ranks.index)
+    assert len(listed) == sum(s != "retired" for s in statuses)
+    hidden = statuses.count("retired")
+    assert rows[-1].endswith(f"{hidden} not listed (--status all lists them)")
+    assert f"{hidden} retired" in rows[-1]
+    assert main(["guardrails", "--store", str(table_store), "list", "--status", "all"]) == 0
+    every = capsys.readouterr().out.splitlines()
+    assert len(every) == len(statuses) + 2 and guard.id in "\n".join(every)
+    assert main(["guardrails", "--store", str(table_store), "list", "--status", "retired"]) == 0
+    only = capsys.readouterr().out.splitlines()[1:-1]
+    assert {r.split()[1] for r in only} == {"retired"} and len(only) == hidden

@@ -129,3 +129,43 @@ def test_the_planner_breaks_a_harm_guardrail_now_and_then_to_test_it():
     assert free["use:rest"] > 400
     assert 0 < harm["use:rest"] < 2 * PROBATION * free["use:rest"]
     assert harm["use:rest"] > 0.5 * PROBATION * free["use:rest"]
+
+
+def test_a_candidate_contradicted_in_the_same_situation_is_retired():
+    attempt = Attempts()
+    history = safe_sleeps(attempt)
+    bitten = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
+    guards = GuardrailSet()
+    (guard,) = [guards.update(g) for g in harm_guardrails(bitten, history, {}, set(), TRAITS)]
+    assert guard.status == "candidate"
+    guards.weigh_harm(attempt("sleep", {"energy": 3}, ["energy+1"], **DAY))  # another situation
+    assert guard.status == "candidate" and guard.contradictions == []
+    quiet = attempt("sleep", {"energy": 3}, ["energy+1"], **NIGHT)
+    guards.weigh_harm(quiet)
+    assert guard.status == "retired" and guard.contradictions == [quiet.id]
+    assert guards.harmful_kinds() == set()
+
+
+def test_harm_that_comes_with_the_situation_forbids_no_one_subgoal():
+    """At night with a zombie in view, other subgoals were often hurt too: the situation is
+    dangerous, the subgoal is not, and forbidding it would teach nothing. A subgoal hurt
+    clearly more often there than the rest keeps its guardrail."""
+    attempt = Attempts()
+    history = safe_sleeps(attempt, 20)
+    for i in range(5):  # drinking at night: 2 of 5 hurt
+        hurt = {"cause": "damage_taken", "health_delta": -2} if i < 2 else {}
+        history.append(attempt("interact:water", {"energy": 3}, [] if hurt else ["drink+1"],
+                               **hurt, **NIGHT))
+    chop = attempt("interact:tree", {"energy": 3}, cause="damage_taken", health_delta=-2,
+                   **NIGHT)
+    assert harm_guardrails(chop, history, {}, set(), TRAITS) == []
+    # Too few attempts at other subgoals there to judge the situation: the usual guardrail.
+    (guard,) = harm_guardrails(chop, history[:-2], {}, set(), TRAITS)
+    assert guard.forbidden == "subgoal interact:tree"
+    assert guard.trigger.all_of == ["see:zombie", "tag:night"]
+    # Sleeping there: hurt 2 times of 2 against 2 of 5 for the rest: kept (not at the first).
+    first = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
+    assert harm_guardrails(first, history, {}, set(), TRAITS) == []
+    second = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
+    (guard,) = harm_guardrails(second, [*history, first], {}, set(), TRAITS)
+    assert guard.forbidden == "subgoal sleep"

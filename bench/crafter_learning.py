@@ -148,6 +148,15 @@ def summarize(runs: list[dict[str, Any]], nominal: list[int]) -> list[dict[str, 
     return rows
 
 
+def lowest_window(run: dict[str, Any], after: int, window: int = 10) -> float | None:
+    """The lowest mean score of ``window`` training generations in a row, among windows
+    that start after ``after`` env steps: does learning ever fall back?"""
+    gens = run["generations"]
+    scores = [g["score"] for g in gens]
+    starts = [i for i, g in enumerate(gens) if g["steps"] > after and i + window <= len(gens)]
+    return min((float(np.mean(scores[i:i + window])) for i in starts), default=None)
+
+
 def version() -> dict[str, str]:
     from importlib.metadata import version as package
 
@@ -168,6 +177,11 @@ def print_tables(result: dict[str, Any]) -> None:
         s = row["score"]
         print(f"{row['steps']:>10} {s['mean']:>7.2f} {s['std']:>6.2f} {s['min']:>6.2f} "
               f"{s['max']:>6.2f}  {each}")
+    first = result["checkpoints"][0]
+    lows = [lowest_window(run, first) for run in result["runs"]]
+    if all(low is not None for low in lows):
+        print(f"lowest mean of 10 training generations in a row after {first} steps, per seed: "
+              + " ".join(f"{low:.2f}" for low in lows))
     last = result["summary"][-1]
     print(f"\n{'achievement (%)':<22}{'random':>8}{'off':>8}{'full':>8}{'± std':>7}")
     for name, rate in last["rates"].items():

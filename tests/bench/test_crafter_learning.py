@@ -77,3 +77,14 @@ def test_the_plots_are_real_figures(two_runs):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 300
         assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # lines, bands, text
+
+
+def test_the_lowest_window_of_generations_counts_only_windows_after_the_first_checkpoint():
+    sys.path.insert(0, str(ROOT))
+    from bench.crafter_learning import lowest_window
+
+    scores = [1.0, 9.0, 8.0, 2.0, 4.0, 9.0, 9.0]
+    run = {"generations": [{"steps": 100 * (i + 1), "score": s} for i, s in enumerate(scores)]}
+    assert lowest_window(run, after=0, window=2) == 3.0  # (2 + 4) / 2
+    assert lowest_window(run, after=400, window=2) == 6.5  # windows from the 5th generation
+    assert lowest_window(run, after=600, window=2) is None  # no full window left

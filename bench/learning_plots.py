@@ -22,10 +22,12 @@ def _figure(width: float, height: float) -> Any:
 
 
 def draw(result: dict[str, Any], anchors: dict[str, float], out: Path) -> list[Path]:
-    """Write ``curve.png`` and ``achievements.png`` under ``out``; return their paths."""
-    paths = [out / "curve.png", out / "achievements.png"]
+    """Write ``curve.png``, ``achievements.png`` and ``knowledge.png`` under ``out``;
+    return their paths."""
+    paths = [out / "curve.png", out / "achievements.png", out / "knowledge.png"]
     curve(result, anchors).savefig(paths[0])
     achievements(result).savefig(paths[1])
+    knowledge(result).savefig(paths[2])
     return paths
 
 
@@ -82,4 +84,25 @@ def achievements(result: dict[str, Any]) -> Any:
     ax.set_xlim(0, 100)
     ax.set_xlabel("success rate on held-out worlds (%)")
     ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+KNOWLEDGE_LINES = {"guardrails active": "tab:red", "guardrails candidate": "tab:orange",
+                   "guardrails retired": "tab:grey", "skills active": "tab:green"}
+
+
+def knowledge(result: dict[str, Any]) -> Any:
+    """How many skills and guardrails each training run held, by status, as it learned."""
+    fig = _figure(8, 4.2)
+    ax = fig.add_subplot()
+    for i, run in enumerate(result["runs"]):
+        steps = [g["steps"] for g in run["generations"]]
+        for key, colour in KNOWLEDGE_LINES.items():
+            ax.plot(steps, [g["knowledge"].get(key, 0) for g in run["generations"]],
+                    color=colour, lw=1, alpha=0.8, label=key if i == 0 else None)
+    ax.set_xlabel("training env steps")
+    ax.set_ylabel("entries in the store")
+    ax.set_title(f"Knowledge held, by status (one line per training seed, "
+                 f"{len(result['runs'])} seeds)")
+    ax.legend(loc="upper left", fontsize=8)
     return fig

@@ -73,7 +73,7 @@ def test_the_plots_are_real_figures(two_runs):
 
     result, _ = two_runs[0]
     out = Path(result["runs"][0]["store"]).parent
-    for name in ("curve.png", "achievements.png"):
+    for name in ("curve.png", "achievements.png", "knowledge.png"):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 300
         assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # lines, bands, text

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, code = time.perf_counter(), version()  # the code as it was when the run began
     print(f"training seeds {args.train_seeds}, {args.budget} steps each, checkpoints "
           f"{args.checkpoints}; held-out worlds {seeds[0]}..{seeds[-1]}; {args.jobs} jobs",
           flush=True)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "command": shlex.join([sys.executable, "-m", "bench.crafter_learning",
                                *(argv if argv is not None else sys.argv[1:])]),
-        "config": dataclasses.asdict(config), "version": version(),
+        "config": dataclasses.asdict(config), "version": code,
         "train_seeds": args.train_seeds, "held_out_seeds": seeds, "budget": args.budget,
         "checkpoints": args.checkpoints, "generation": args.generation,
         "baselines": base, "runs": runs, "summary": summarize(runs, args.checkpoints),

@@ -77,7 +77,8 @@ def explain_failures(success_facts: list[frozenset[str]],
                      ignore: set[str] = frozenset()) -> list[str]:
     """The fewest facts, each true in every success, such that every failure lacked one.
 
-    Greedy set cover: take the fact that the most unexplained failures lacked; among
+    Greedy set cover: take the fact that the most unexplained failures lacked (at least two
+    of them unless it is a counter level, see ``_evidence_needed``); among
     equals prefer counter thresholds (the usual requirement), then the lowest threshold
     (the least demanding guess; a failure at that level would raise it).
     Failures that no such fact explains are left as noise (they lower the success rate).
@@ -92,11 +93,10 @@ def explain_failures(success_facts: list[frozenset[str]],
     chosen: list[str] = []
     while unexplained:
         gains = {p: sum(p not in f for f in unexplained) for p in candidates - set(chosen)}
+        gains = {p: n for p, n in gains.items() if n >= _evidence_needed(p)}
         if not gains:
             break
         best = max(gains, key=lambda p: (gains[p], _preference(p), p))
-        if gains[best] == 0:
-            break
         chosen.append(best)
         unexplained = [f for f in unexplained if best in f]
     return sorted(chosen)
@@ -107,6 +107,14 @@ def counter_of(fact: str) -> str | None:
     if ":" in fact or "=" not in fact:
         return None
     return fact.split(">=", 1)[0] if ">=" in fact else fact.split("=", 1)[0]
+
+
+def _evidence_needed(fact: str) -> int:
+    """Failures a fact must explain to become a precondition: one for a counter level (what
+    a thing usually needs), two for anything else. A place or a sight true in a few
+    successes by chance would otherwise become a requirement, and a skill is only tried
+    where its preconditions hold, so nothing would ever contradict it."""
+    return 1 if ">=" in fact else 2
 
 
 def _preference(fact: str) -> tuple[int, int]:

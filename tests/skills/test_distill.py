@@ -108,6 +108,20 @@ def test_explain_failures_prefers_the_fact_every_failure_lacked():
     assert explain_failures(successes, []) == []
 
 
+def test_a_place_or_sight_must_explain_two_failures_to_become_a_precondition():
+    """One failure away from water is no evidence that water is needed (the successes may
+    have been near it by chance); a counter level is (what things usually need)."""
+    successes = [frozenset({"wood>=1", "near:table", "near:water"})] * 2
+    one_away = [frozenset({"wood>=1", "near:table"})]
+    assert explain_failures(successes, one_away) == []
+    assert explain_failures(successes, one_away * 2) == ["near:water"]
+    no_wood = [frozenset({"near:table", "near:water"})]
+    assert explain_failures(successes, no_wood) == ["wood>=1"]
+    # Both at once: the level explains its one failure, the place its two.
+    both = no_wood + [frozenset({"wood>=1", "near:water"})] * 2
+    assert explain_failures(successes, both) == ["near:table", "wood>=1"]
+
+
 def test_common_effects_keep_what_every_success_did_and_drop_reward():
     made = change_effect(0, 0, "a", "b")
     assert common_effects([["wood+1", "reward"], ["wood+1", made]]) == ["wood+1"]

@@ -75,11 +75,13 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_guardrails_stop_steps_offline_as_they_did_live(tmp_path):
-    """A store that forbids moving up: live, controllers (explore among them, whose random
-    direction is not recorded) are stopped by it; offline, the same attempts are stopped."""
+    """A store that forbids moving up and left: live, controllers (explore among them, whose
+    random direction is not recorded) are stopped by it; offline, the same attempts are
+    stopped."""
     with ExperienceStore(tmp_path / "start.sqlite") as store:
-        GuardrailSet(store.knowledge).update(Guardrail(
-            "damage_taken", "set by hand", Trigger(), "primitive move_up", "task", []))
+        for move in ("move_up", "move_left"):
+            GuardrailSet(store.knowledge).update(Guardrail(
+                "damage_taken", "set by hand", Trigger(), f"primitive {move}", "task", []))
     live = _copy(tmp_path / "start.sqlite", tmp_path / "live.sqlite")
     config = load_config(ROOT / "configs" / "crafter.yaml",
                          {"env.kwargs.area": [32, 32], "max_steps": 120})

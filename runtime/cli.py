@@ -38,12 +38,25 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
-        if getattr(err, "end_reason", None) != "killed":
+        stop = _kill_switch(err)
+        if stop is None:
             raise
         # An env's kill switch: the user stopped the run on purpose.
-        print(f"cairn: {err}; recordings and the store keep every completed step",
+        print(f"cairn: {stop}; recordings and the store keep every completed step",
               file=sys.stderr)
         return 3
+
+
+def _kill_switch(err: BaseException | None) -> BaseException | None:
+    """The kill-switch exception behind ``err``: itself, or what Python wrapped it in (a
+    signal that lands while a dataclass is being defined comes as a RuntimeError's cause)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if getattr(err, "end_reason", None) == "killed":
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -229,3 +229,19 @@ def test_a_run_killed_with_sigkill_leaves_a_recording_that_loads(tmp_path):
     *earlier, last = sorted(list_episodes(steps_file.parent.parent))
     assert all(load_episode(e).finished for e in earlier)
     load_episode(last)  # the one being written when the kill came loads as well
+
+
+def test_a_kill_switch_wrapped_by_python_is_still_a_clean_stop():
+    """A signal that lands while a dataclass is defined arrives as a RuntimeError's cause."""
+    from cairn.runtime.__main__ import Stopped
+    from cairn.runtime.cli import _kill_switch
+
+    stop = Stopped("run stopped by the kill switch: signal SIGUSR1 sent to process 1")
+    try:
+        try:
+            raise stop
+        except Stopped as inner:
+            raise RuntimeError("Error calling __set_name__") from inner
+    except RuntimeError as wrapped:
+        assert _kill_switch(wrapped) is stop
+    assert _kill_switch(RuntimeError("something else")) is None

@@ -208,6 +208,9 @@ def hold_stop_signals() -> None:
         return
     _Signals.previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1)}
     signal.signal(signal.SIGUSR1, _on_kill_switch)
+    fired = getattr(_Signals.previous[signal.SIGUSR1], "fired", None)
+    if fired and _Signals.pending is None:  # the command's own handler took one and it was lost
+        _Signals.pending = (fired, "signal")
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # ignored on purpose: leave it
         _Signals.previous[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _on_terminate)

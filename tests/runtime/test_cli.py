@@ -245,3 +245,30 @@ def test_a_kill_switch_wrapped_by_python_is_still_a_clean_stop():
     except RuntimeError as wrapped:
         assert _kill_switch(wrapped) is stop
     assert _kill_switch(RuntimeError("something else")) is None
+
+
+def test_a_kill_switch_python_dropped_still_stops_the_next_desktop_env():
+    """A SIGUSR1 whose exception Python drops (it landed in a ``__del__``, say) is not lost:
+    the command's handler wrote it down, and the desktop envs' kill switch takes it over."""
+    import os
+    import signal
+    import time
+
+    from cairn.envs.x11 import run_latch, stop_signals
+    from cairn.runtime import __main__ as command
+
+    previous = signal.signal(signal.SIGUSR1, command._stop)
+    try:
+        with stop_signals(), run_latch() as latch:
+            assert latch.reason is None  # nothing fired yet: nothing pending
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(5)
+        except command.Stopped:
+            pass  # ... and pretend Python dropped it
+        with stop_signals(), run_latch() as latch:
+            assert latch.reason == f"signal SIGUSR1 sent to process {os.getpid()}"
+            assert latch.trigger == "signal"
+    finally:
+        command._stop.fired = None
+        signal.signal(signal.SIGUSR1, previous)

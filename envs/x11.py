@@ -208,9 +208,6 @@ def hold_stop_signals() -> None:
         return
     _Signals.previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1)}
     signal.signal(signal.SIGUSR1, _on_kill_switch)
-    fired = getattr(_Signals.previous[signal.SIGUSR1], "fired", None)
-    if fired and _Signals.pending is None:  # the command's own handler took one and it was lost
-        _Signals.pending = (fired, "signal")
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # ignored on purpose: leave it
         _Signals.previous[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _on_terminate)
@@ -241,10 +238,15 @@ def stop_signals() -> Iterator[None]:
 
 def listen(latch: KillLatch) -> None:
     """Let the kill switch trip ``latch``; it starts tripped if the run's latch already is,
-    or if a SIGUSR1 came while nothing listened."""
+    if a SIGUSR1 came while nothing listened, or if the handler of the ``cairn`` command
+    (``runtime/__main__.py``) took one before any env listened (it marks itself ``fired``)."""
     if _Signals.pending is not None:
         latch.trip(*_Signals.pending)
         _Signals.pending = None
+    for handler in (signal.getsignal(signal.SIGUSR1), _Signals.previous.get(signal.SIGUSR1)):
+        fired = getattr(handler, "fired", None)
+        if fired:  # the command's own kill switch fired, and Python dropped its exception
+            latch.trip(fired, "signal")
     for other in list(_Signals.latches):
         if other.sticky and other.reason is not None:
             latch.trip(other.reason, other.trigger or "signal")

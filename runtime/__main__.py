@@ -7,7 +7,7 @@ later takes the signal over for its own kill switch, and hands it back when it c
 The stop is a ``BaseException`` (like Ctrl-C), so no ``except Exception`` on the way swallows
 it; where Python drops it all the same (a signal landing in a ``__del__`` or a weakref
 callback), the handler has also written it down: the import below checks, and the desktop
-envs' kill switch takes it over (``_stop.fired``) when they install their own handler.
+envs' kill switch takes it over (``_stop.fired``) when one listens.
 """
 
 import os

@@ -137,7 +137,8 @@ def _situational(attempt: ExperienceTuple, facts: list[str],
     there were not clearly hurt more often (too few of them to tell counts as not).
     Forbidding every subgoal in a dangerous situation teaches nothing and leaves the agent
     unable to act in it; a subgoal that is worse than the rest there keeps its guardrail."""
-    earlier = [t for t in history if t.id != attempt.id and set(facts) <= _harm_facts(t)]
+    wanted = set(facts)
+    earlier = [t for t in history if t.id != attempt.id and wanted <= _harm_facts(t)]
     others = [t for t in earlier if t.subgoal != attempt.subgoal]
     same = [t for t in earlier if t.subgoal == attempt.subgoal] + [attempt]
     if len(others) < MIN_SITUATION or _harm_share(others) < SITUATION_HARM:

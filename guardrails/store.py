@@ -74,9 +74,8 @@ class GuardrailSet:
         if d.health_delta < 0 or d.cause == "died":
             return
         facts = attempt.pre.facts()
-        for guard in list(self.guardrails.values()):
+        for guard in list(self._by_forbidden().get(f"subgoal {attempt.subgoal.key}", ())):
             if guard.root_cause not in HARM_ROOTS or guard.status not in ("active", "candidate") \
-                    or guard.forbidden != f"subgoal {attempt.subgoal.key}" \
                     or not guard.trigger.holds(facts) or attempt.id in guard.contradictions:
                 continue
             guard.contradictions = sorted({*guard.contradictions, attempt.id})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cairn.experience.records import ExperienceTuple, Subgoal
+from cairn.experience.records import FACT_MAX_COUNT, Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
@@ -31,6 +31,15 @@ EXPLORE_SHARE = 0.25
 REACH_PENALTY, REACH_CAP = 0.1, 10.0
 """Where the kit guesses the steps before a subgoal can act (``PlanContext.reach``), each
 step (up to the cap) lowers an experiment's score by the penalty: of two alike, the cheaper."""
+DEEP_AFTER = 20
+"""A never-working subgoal failed in this many different situations: once the episode's
+goals are done (or out of reach), experiments may aim one level past the most of a counter
+any of those failures held, however far that is (the next level up is always in reach)."""
+DOUBT = 0.1
+"""Chance, when goals remain, of trying one that lacks a single precondition (not what it
+spends): a precondition learned by chance makes a skill tried only where it holds, so
+nothing would ever contradict it; a success without it does, and a failure without it is
+one more failure it explains."""
 PROBATION = 0.1
 """Chance that a harm guardrail lets its subgoal through, to test it (see GuardrailSet)."""
 NEED_FRACTION = 0.4
@@ -58,6 +67,7 @@ class SymbolicPlanner:
         self.rng = rng
         self.world_facts = world_facts
         self.explore_share = EXPLORE_SHARE
+        self.doubt_share = DOUBT
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
@@ -99,15 +109,21 @@ class SymbolicPlanner:
                 never = [s for s, c in zip(never, costs, strict=True) if c == cheapest]
             return never[int(self.rng.integers(len(never)))]
         goals = self._goals(ctx, world)
+        deep = True
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:
-            goals = []  # leave room to explore even while goals remain
+            goals, deep = [], False  # leave room to explore even while goals remain
+        if goals and self.rng.random() < self.doubt_share:
+            doubted = self._doubt([skill for _, skill in goals], facts, ctx, world)
+            if doubted is not None:
+                self.last_reason = f"doubt: {doubted[0].subgoal} without {doubted[1]}"
+                return Subgoal.parse(doubted[0].subgoal)
         for reason, skill in goals:
             step = self._first_step(skill, facts, ctx, world, set(), 0)
             if step is not None and self._allowed(step, facts, ctx):
                 self.last_reason = f"{reason}: {skill.subgoal}"
                 return step
         self.last_reason = "explore"
-        return self._explore(ctx, facts, world)
+        return self._explore(ctx, facts, world, deep)
 
     def _defend(self, world: WorldFacts) -> Subgoal | None:
         """Act on something that moves by itself next to the agent when the agent just
@@ -152,6 +168,34 @@ class SymbolicPlanner:
             return None  # needs a tile not in sight; exploring may find one
         return subgoal
 
+    def _doubt(self, skills: list[Skill], facts: frozenset[str], ctx: PlanContext,
+               world: WorldFacts) -> tuple[Skill, str] | None:
+        """A goal skill that could act now but for one precondition, and that precondition:
+        not a level of a counter the skill spends (it plainly needs what it spends). The
+        guardrail that mirrors the precondition (missing requirement) is what is doubted;
+        any other guardrail still stands."""
+        options = []
+        visible = world.known_kinds | set(ctx.state.visible)
+        for skill in skills:
+            unmet = [f for f in skill.preconditions if f not in facts]
+            if len(unmet) != 1 or not _doubtable(unmet[0], skill):
+                continue
+            subgoal = Subgoal.parse(skill.subgoal)
+            if subgoal.controller in ("interact", "approach") and subgoal.target not in visible:
+                continue
+            if self._allowed_without(subgoal, unmet[0], facts, ctx):
+                options.append((skill, unmet[0]))
+        return options[int(self.rng.integers(len(options)))] if options else None
+
+    def _allowed_without(self, subgoal: Subgoal, fact: str, facts: frozenset[str],
+                         ctx: PlanContext) -> bool:
+        """Allowed, but for the guardrail that says it needs ``fact``: that is what the
+        doubt tests."""
+        for guard in self.guardrails.blocking_subgoal_all(subgoal.key, facts):
+            if guard.root_cause != Cause.MISSING_REQUIREMENT or guard.trigger.none_of != [fact]:
+                return False
+        return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
+
     def _achieve(self, fact: str, facts: frozenset[str], ctx: PlanContext, world: WorldFacts,
                  visiting: set[str], depth: int) -> Subgoal | None:
         if ">=" in fact:
@@ -178,12 +222,14 @@ class SymbolicPlanner:
             return False
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
-    def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts) -> Subgoal:
+    def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts,
+                 deep: bool = False) -> Subgoal:
         """Untried subgoals first; then skills that would reach a counter level never held
-        (a new level may be what a forbidden subgoal was missing); then the least tried."""
+        (a new level may be what a forbidden subgoal was missing); then the least tried.
+        ``deep``: no goal has a step to take now, so experiments may aim further."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
-        experiments = self._experiments(ctx, facts, world)
+        experiments = self._experiments(ctx, facts, world, deep)
         options += [s for s in novel + experiments if s not in options]
         if not options:
             return Subgoal("explore")
@@ -206,22 +252,26 @@ class SymbolicPlanner:
         return options[int(np.argmax(scores))]
 
     def _experiments(self, ctx: PlanContext, facts: frozenset[str],
-                     world: WorldFacts) -> list[Subgoal]:
+                     world: WorldFacts, deep: bool = False) -> list[Subgoal]:
         """First steps towards trying a never-working subgoal with something new at hand:
         for a subgoal its "nothing new" guardrail forbids now, a few facts within reach
         (counters a skill raises, remembered kinds to stand next to) that would lift it;
-        the first step gets one of them, things to hold first."""
+        the first step gets one of them, things to hold first. ``deep``: a subgoal that
+        failed in many situations may also aim past the most of a counter they held."""
         reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
-        for skill in self.skills.active():
-            reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}"
-                          for name in skill.raises()]
+        raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
+        reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}" for name in raised]
         reachable = sorted(set(reachable) - facts)
         steps = []
         for guard in self.guardrails.active():
             if not guard.novelty_gate or not guard.trigger.holds(facts):
                 continue
+            within = reachable
+            if deep and len(guard.trigger.within or ()) >= DEEP_AFTER:
+                within = sorted(set(reachable) | _past_the_most(guard.trigger.within, raised,
+                                                                ctx.state.counters))
             step = self._borrow(guard, facts, ctx, world) or \
-                self._lift(guard, facts, reachable, ctx, world)
+                self._lift(guard, facts, within, ctx, world)
             if step is not None and step not in steps:
                 steps.append(step)
         return steps
@@ -295,3 +345,25 @@ class SymbolicPlanner:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
 
+
+def _past_the_most(failures: list[list[str]], counters: list[str],
+                   held: dict[str, int]) -> set[str]:
+    """``name>=k`` for each counter, k one past the most any failure held (and past what is
+    held now): a level no failure can have lacked for want of trying."""
+    levels = {}
+    for name in counters:
+        prefix = f"{name}>="
+        top = max((int(f[len(prefix):]) for seen in failures for f in seen
+                   if f.startswith(prefix)), default=0)
+        level = max(top, held.get(name, 0)) + 1
+        if level <= FACT_MAX_COUNT:
+            levels[name] = level
+    return {f"{name}>={level}" for name, level in levels.items()}
+
+
+def _doubtable(fact: str, skill: Skill) -> bool:
+    """A precondition worth testing: anything but holding what the skill spends."""
+    if ">=" not in fact:
+        return True
+    name, level = fact.split(">=", 1)
+    return int(level) > skill.uses().get(name, 0)

@@ -55,6 +55,11 @@ class Skill:
                 out[name] = amount
         return out
 
+    def uses(self) -> dict[str, int]:
+        """Counters the skill spends, by how much (from ``name-n`` verification effects)."""
+        spent = (split_counter_effect(e) for e in self.verification)
+        return {name: amount for name, sign, amount in spent if name and sign == "-"}
+
     def creates(self) -> list[str]:
         """Kinds the skill turns its target into (from ``changed:0,0:a>b`` effects)."""
         changes = (parse_change(e) for e in self.verification)

@@ -34,6 +34,7 @@ def planner(guards=None, known=("tree", "bench")):
     planner = SymbolicPlanner(library, guards or GuardrailSet(), np.random.default_rng(0),
                               lambda: facts)
     planner.explore_share = 0.0  # always pursue goals when there are any
+    planner.doubt_share = 0.0  # and by their preconditions
     return planner
 
 
@@ -108,3 +109,81 @@ def test_of_the_never_tried_the_one_the_kit_reaches_soonest_comes_first():
         p.rng = np.random.default_rng(seed)
         picks.add(p.next_subgoal(ctx).key)
     assert picks == {"interact:rock", "interact:tree"}
+
+
+
+def deep_planner(failures: int) -> SymbolicPlanner:
+    """make_z failed at the bench in ``failures`` situations, holding 1 to 3 wood; wood is
+    the only counter a skill raises."""
+    within = [["facing:grass", "near:bench", *[f"wood>={n}" for n in range(1, 2 + i % 3)],
+               f"near:thing{i}"] for i in range(failures)]
+    guards = GuardrailSet()
+    guards.update(Guardrail("no_effect", "test", Trigger(within=within), "subgoal use:make_z",
+                            "subgoal", list(range(failures))))
+    library = SkillLibrary()
+    library.update(skill("interact:tree", verify=["wood+1"]))
+    library.update(skill("use:make_x", pre=["near:bench", "wood>=1"],
+                         verify=[change_effect(1, 0, "grass", "x")], rewarded=3))
+    facts = WorldFacts({"bench"}, set(), {})
+    p = SymbolicPlanner(library, guards, np.random.default_rng(0), lambda: facts)
+    p.explore_share = p.doubt_share = 0.0
+    return p
+
+
+def test_after_many_failures_an_experiment_aims_past_the_most_any_failure_held():
+    from cairn.runtime.symbolic import DEEP_AFTER
+
+    ctx = context({"wood": 1}, near=["bench"])
+    ctx.by_name = ["make_x", "make_z"]
+    facts = ctx.state.facts()
+    world = WorldFacts({"bench"}, set(), {})
+    p = deep_planner(DEEP_AFTER)
+    assert p.guardrails.blocking_subgoal("use:make_z", facts) is not None
+    # The next wood (2) is no news to make_z: only the level past 3 is.
+    assert p._experiments(ctx, facts, world, deep=False) == []
+    assert [s.key for s in p._experiments(ctx, facts, world, deep=True)] == ["interact:tree"]
+    # Fewer failures: the near levels are not tried out yet, so nothing aims far.
+    few = deep_planner(DEEP_AFTER - 1)
+    assert few._experiments(ctx, facts, world, deep=True) == []
+    # With the episode's goal done, the planner goes for the wood.
+    p.reset()
+    p.rewarded_this_episode.add("use:make_x")
+    assert {p.next_subgoal(ctx).key for _ in range(10)} == {"interact:tree"}
+    # Holding 4, no failure covers it any more: make_z itself is tried.
+    held = context({"wood": 4}, near=["bench"])
+    held.by_name = ["make_x", "make_z"]
+    assert p.guardrails.blocking_subgoal("use:make_z", held.state.facts()) is None
+
+
+def test_a_goal_is_tried_now_and_then_without_its_one_missing_precondition():
+    p = planner()
+    p.doubt_share = 0.5
+    ctx = context({"wood": 1})  # make_x wants to be near the bench as well
+    picks = [p.next_subgoal(ctx).key for _ in range(200)]
+    assert 60 < picks.count("use:make_x") < 140  # the doubt
+    assert set(picks) == {"use:make_x", "approach:bench"}
+    assert p.last_reason in ("doubt: use:make_x without near:bench", "reward: use:make_x")
+    # Never without what it spends; more of it than it spends is doubted.
+    p.skills.update(skill("use:make_x", pre=["near:bench", "wood>=1"],
+                          verify=["wood-1", "x+1"], rewarded=3))
+    assert {p.next_subgoal(context({"wood": 0}, near=["bench"])).key
+            for _ in range(50)} == {"interact:tree"}
+    p.skills.update(skill("use:make_x", pre=["near:bench", "wood>=3"],
+                          verify=["wood-1", "x+1"], rewarded=3))
+    assert {p.next_subgoal(context({"wood": 1}, near=["bench"])).key
+            for _ in range(50)} == {"interact:tree", "use:make_x"}
+
+
+def test_a_doubt_sets_aside_the_guardrail_that_mirrors_the_precondition_only():
+    mirror = Guardrail("missing_requirement", "test", Trigger(none_of=["near:bench"]),
+                       "subgoal use:make_x", "subgoal", [1, 2, 3])
+    harm = Guardrail("damage_taken", "test", Trigger(all_of=["wood>=1"]),
+                     "subgoal use:make_x", "subgoal", [4])
+    for guards, doubted in (([mirror], True), ([mirror, harm], False)):
+        store = GuardrailSet()
+        for g in guards:
+            store.update(g)
+        p = planner(store)
+        p.doubt_share = 1.0
+        picks = {p.next_subgoal(context({"wood": 1})).key for _ in range(30)}
+        assert ("use:make_x" in picks) is doubted, picks

@@ -15,9 +15,12 @@ numbers in any process (``tests/runtime/test_evaluate.py`` pins it).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -192,6 +195,17 @@ def print_tables(result: dict[str, Any]) -> None:
           + ", ".join(f"{k} {v['mean']:.0f}" for k, v in last["knowledge"].items()))
 
 
+def die_with_parent(parent: int) -> None:
+    """Make a worker process end when the bench does, however the bench ends (killed
+    included): Linux sends it SIGTERM then. Elsewhere this does nothing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the bench died before the request was made
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     config = load_config(args.config, {"max_steps": args.max_steps})
@@ -202,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"training seeds {args.train_seeds}, {args.budget} steps each, checkpoints "
           f"{args.checkpoints}; held-out worlds {seeds[0]}..{seeds[-1]}; {args.jobs} jobs",
           flush=True)
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         base_job = pool.submit(baselines, config, seeds)
         jobs = [pool.submit(run_seed, config, s, args, seeds) for s in args.train_seeds]
         runs = [job.result() for job in jobs]

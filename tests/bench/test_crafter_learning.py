@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,33 @@ def test_the_lowest_window_of_generations_counts_only_windows_after_the_first_ch
     assert lowest_window(run, after=0, window=2) == 3.0  # (2 + 4) / 2
     assert lowest_window(run, after=400, window=2) == 6.5  # windows from the 5th generation
     assert lowest_window(run, after=600, window=2) is None  # no full window left
+
+
+def test_a_killed_bench_leaves_no_worker_behind(tmp_path):
+    """The bench's worker processes end with it, even when it is killed outright."""
+    script = (
+        "import os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from multiprocessing import get_context\n"
+        "from bench.crafter_learning import die_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(2, mp_context=get_context('spawn'),\n"
+        "                               initializer=die_with_parent, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(60)\n")
+    (tmp_path / "parent.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive while the bench is
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        state = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        assert not Path(f"/proc/{worker}").exists(), "the worker outlived the killed bench"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cairn.experience.records import FACT_MAX_COUNT, Cause, ExperienceTuple, Subgoal
+from cairn.experience.records import Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
@@ -31,10 +31,6 @@ EXPLORE_SHARE = 0.25
 REACH_PENALTY, REACH_CAP = 0.1, 10.0
 """Where the kit guesses the steps before a subgoal can act (``PlanContext.reach``), each
 step (up to the cap) lowers an experiment's score by the penalty: of two alike, the cheaper."""
-DEEP_AFTER = 20
-"""A never-working subgoal failed in this many different situations: once the episode's
-goals are done (or out of reach), experiments may aim one level past the most of a counter
-any of those failures held, however far that is (the next level up is always in reach)."""
 DOUBT = 0.1
 """Chance, when goals remain, of trying one that lacks a single precondition (not what it
 spends): a precondition learned by chance makes a skill tried only where it holds, so
@@ -109,9 +105,8 @@ class SymbolicPlanner:
                 never = [s for s, c in zip(never, costs, strict=True) if c == cheapest]
             return never[int(self.rng.integers(len(never)))]
         goals = self._goals(ctx, world)
-        deep = True
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:
-            goals, deep = [], False  # leave room to explore even while goals remain
+            goals = []  # leave room to explore even while goals remain
         if goals and self.rng.random() < self.doubt_share:
             doubted = self._doubt([skill for _, skill in goals], facts, ctx, world)
             if doubted is not None:
@@ -123,7 +118,7 @@ class SymbolicPlanner:
                 self.last_reason = f"{reason}: {skill.subgoal}"
                 return step
         self.last_reason = "explore"
-        return self._explore(ctx, facts, world, deep)
+        return self._explore(ctx, facts, world)
 
     def _defend(self, world: WorldFacts) -> Subgoal | None:
         """Act on something that moves by itself next to the agent when the agent just
@@ -222,14 +217,12 @@ class SymbolicPlanner:
             return False
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
-    def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts,
-                 deep: bool = False) -> Subgoal:
+    def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts) -> Subgoal:
         """Untried subgoals first; then skills that would reach a counter level never held
-        (a new level may be what a forbidden subgoal was missing); then the least tried.
-        ``deep``: no goal has a step to take now, so experiments may aim further."""
+        (a new level may be what a forbidden subgoal was missing); then the least tried."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
-        experiments = self._experiments(ctx, facts, world, deep)
+        experiments = self._experiments(ctx, facts, world)
         options += [s for s in novel + experiments if s not in options]
         if not options:
             return Subgoal("explore")
@@ -252,12 +245,11 @@ class SymbolicPlanner:
         return options[int(np.argmax(scores))]
 
     def _experiments(self, ctx: PlanContext, facts: frozenset[str],
-                     world: WorldFacts, deep: bool = False) -> list[Subgoal]:
+                     world: WorldFacts) -> list[Subgoal]:
         """First steps towards trying a never-working subgoal with something new at hand:
         for a subgoal its "nothing new" guardrail forbids now, a few facts within reach
         (counters a skill raises, remembered kinds to stand next to) that would lift it;
-        the first step gets one of them, things to hold first. ``deep``: a subgoal that
-        failed in many situations may also aim past the most of a counter they held."""
+        the first step gets one of them, things to hold first."""
         reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
         raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
         reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}" for name in raised]
@@ -266,12 +258,8 @@ class SymbolicPlanner:
         for guard in self.guardrails.active():
             if not guard.novelty_gate or not guard.trigger.holds(facts):
                 continue
-            within = reachable
-            if deep and len(guard.trigger.within or ()) >= DEEP_AFTER:
-                within = sorted(set(reachable) | _past_the_most(guard.trigger.within, raised,
-                                                                ctx.state.counters))
             step = self._borrow(guard, facts, ctx, world) or \
-                self._lift(guard, facts, within, ctx, world)
+                self._lift(guard, facts, reachable, ctx, world)
             if step is not None and step not in steps:
                 steps.append(step)
         return steps
@@ -344,21 +332,6 @@ class SymbolicPlanner:
         if not attempt.diagnosis.success:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
-
-
-def _past_the_most(failures: list[list[str]], counters: list[str],
-                   held: dict[str, int]) -> set[str]:
-    """``name>=k`` for each counter, k one past the most any failure held (and past what is
-    held now): a level no failure can have lacked for want of trying."""
-    levels = {}
-    for name in counters:
-        prefix = f"{name}>="
-        top = max((int(f[len(prefix):]) for seen in failures for f in seen
-                   if f.startswith(prefix)), default=0)
-        level = max(top, held.get(name, 0)) + 1
-        if level <= FACT_MAX_COUNT:
-            levels[name] = level
-    return {f"{name}>={level}" for name, level in levels.items()}
 
 
 def _doubtable(fact: str, skill: Skill) -> bool:

@@ -112,49 +112,6 @@ def test_of_the_never_tried_the_one_the_kit_reaches_soonest_comes_first():
 
 
 
-def deep_planner(failures: int) -> SymbolicPlanner:
-    """make_z failed at the bench in ``failures`` situations, holding 1 to 3 wood; wood is
-    the only counter a skill raises."""
-    within = [["facing:grass", "near:bench", *[f"wood>={n}" for n in range(1, 2 + i % 3)],
-               f"near:thing{i}"] for i in range(failures)]
-    guards = GuardrailSet()
-    guards.update(Guardrail("no_effect", "test", Trigger(within=within), "subgoal use:make_z",
-                            "subgoal", list(range(failures))))
-    library = SkillLibrary()
-    library.update(skill("interact:tree", verify=["wood+1"]))
-    library.update(skill("use:make_x", pre=["near:bench", "wood>=1"],
-                         verify=[change_effect(1, 0, "grass", "x")], rewarded=3))
-    facts = WorldFacts({"bench"}, set(), {})
-    p = SymbolicPlanner(library, guards, np.random.default_rng(0), lambda: facts)
-    p.explore_share = p.doubt_share = 0.0
-    return p
-
-
-def test_after_many_failures_an_experiment_aims_past_the_most_any_failure_held():
-    from cairn.runtime.symbolic import DEEP_AFTER
-
-    ctx = context({"wood": 1}, near=["bench"])
-    ctx.by_name = ["make_x", "make_z"]
-    facts = ctx.state.facts()
-    world = WorldFacts({"bench"}, set(), {})
-    p = deep_planner(DEEP_AFTER)
-    assert p.guardrails.blocking_subgoal("use:make_z", facts) is not None
-    # The next wood (2) is no news to make_z: only the level past 3 is.
-    assert p._experiments(ctx, facts, world, deep=False) == []
-    assert [s.key for s in p._experiments(ctx, facts, world, deep=True)] == ["interact:tree"]
-    # Fewer failures: the near levels are not tried out yet, so nothing aims far.
-    few = deep_planner(DEEP_AFTER - 1)
-    assert few._experiments(ctx, facts, world, deep=True) == []
-    # With the episode's goal done, the planner goes for the wood.
-    p.reset()
-    p.rewarded_this_episode.add("use:make_x")
-    assert {p.next_subgoal(ctx).key for _ in range(10)} == {"interact:tree"}
-    # Holding 4, no failure covers it any more: make_z itself is tried.
-    held = context({"wood": 4}, near=["bench"])
-    held.by_name = ["make_x", "make_z"]
-    assert p.guardrails.blocking_subgoal("use:make_z", held.state.facts()) is None
-
-
 def test_a_goal_is_tried_now_and_then_without_its_one_missing_precondition():
     p = planner()
     p.doubt_share = 0.5

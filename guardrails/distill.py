@@ -39,15 +39,21 @@ def requirement_guardrails(
     drift: Drift | None = None, traits: ControllerTraits = NO_TRAITS,
 ) -> list[Guardrail]:
     """Guardrails for ``subgoal`` from its attempts that acted without effect.
-    ``preconditions``: what the subgoal's skill needs (None while it has no skill)."""
+    ``preconditions``: what the subgoal's skill needs (None while it has no skill).
+
+    A subgoal that never worked is gated after one failure: it is tried again only with
+    something new at hand, and then before other experiments (a subgoal that failed once
+    before the agent had what it needs would otherwise never come up again). Naming a
+    requirement of one that works takes two failures."""
     if Subgoal.parse(subgoal).controller in traits.unlearned:
         return []
     failures = [t for t in attempts if acted_without_effect(t)]
-    if len(failures) < MIN_FAILURES:
-        return []
     successes = [t for t in attempts if worked(t, drift or {}, traits)]
+    never_worked = preconditions is None or not successes
+    if len(failures) < (1 if never_worked else MIN_FAILURES):
+        return []
     forbidden = f"subgoal {subgoal}"
-    if preconditions is None or not successes:
+    if never_worked:
         ignore = depleting(drift or {})
         seen = maximal_sets([novelty_facts(learning_facts(t, traits), ignore)
                              for t in failures])

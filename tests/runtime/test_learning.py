@@ -11,7 +11,7 @@ from cairn.guardrails.store import KIND as GUARDRAIL
 from cairn.runtime.learning import Learner
 from cairn.runtime.world import WorldModel
 from cairn.skills.library import KIND as SKILL
-from tests.map_attempts import Attempts
+from tests.map_attempts import Attempts, situation
 
 TABLE = change_effect(0, 0, "grass", "table")
 
@@ -80,6 +80,25 @@ def test_learning_keeps_the_requirement_and_supersedes_the_nothing_new_guardrail
         history = store.knowledge.history(GUARDRAIL, gate.id)
         assert [e.status for e in history] == ["active", "retired"]
         assert learner.guardrails.guardrails[gate.id].status == "retired"
+
+
+
+def test_one_failure_gates_what_never_worked_and_names_no_requirement_of_what_works(tmp_path):
+    with ExperienceStore(tmp_path / "exp.sqlite") as store:
+        learner = Learner(store, "learn")
+        attempt = Attempts()
+        feed(learner, store, [attempt("use:place_table", {"wood": 0})])
+        (gate,) = learner.guardrails.active()
+        assert gate.novelty_gate
+        blocking = learner.guardrails.blocking_subgoal
+        assert blocking("use:place_table", situation({"wood": 0}).facts()) is gate
+        assert blocking("use:place_table", situation({"wood": 1}).facts()) is None  # new
+    with ExperienceStore(tmp_path / "other.sqlite") as store:
+        learner = Learner(store, "learn")
+        attempt = Attempts()
+        feed(learner, store, building(attempt)[2:] + [attempt("use:place_table", {"wood": 0})])
+        assert learner.skills.get("use:place_table") is not None
+        assert learner.guardrails.active() == []
 
 
 def test_frozen_uses_the_stored_knowledge_and_writes_none(learned):

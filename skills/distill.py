@@ -48,12 +48,12 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
     if len(successes) < needed and not rewarded:
         return None
     failures = [t for t in attempts if acted_without_effect(t)]
+    success_facts = [learning_facts(t, traits) for t in successes]
     preconditions = explain_failures(
-        [learning_facts(t, traits) for t in successes],
-        [learning_facts(t, traits) for t in failures],
-        ignore=depleting(drift))
+        success_facts, [learning_facts(t, traits) for t in failures], ignore=depleting(drift))
     verification = common_effects(
         [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
+    preconditions = with_what_it_spends(preconditions, verification, success_facts)
     relevant = [t for t in successes + failures
                 if all(p in learning_facts(t, traits) for p in preconditions)]
     n_worked = sum(worked(t, drift, traits) for t in relevant)
@@ -100,6 +100,27 @@ def explain_failures(success_facts: list[frozenset[str]],
         chosen.append(best)
         unexplained = [f for f in unexplained if best in f]
     return sorted(chosen)
+
+
+def with_what_it_spends(preconditions: list[str], verification: list[str],
+                        success_facts: list[frozenset[str]]) -> list[str]:
+    """``preconditions`` with, for each counter the skill spends (``wood-2``), holding that
+    much (``wood>=2``, in place of a lower level; a higher one stays). No evidence is needed:
+    nothing spends what it does not hold. Without it the requirement would fade once the
+    failures that showed it leave the distillation window (the skill being tried only with
+    enough, no new ones come), and the agent would try again without."""
+    levels = {}
+    for fact in preconditions:
+        if ">=" in fact:
+            name, level = fact.split(">=", 1)
+            levels[name] = max(levels.get(name, 0), int(level))
+    for effect in verification:
+        name, sign, amount = split_counter_effect(effect)
+        if sign == "-" and levels.get(name, 0) < amount \
+                and all(f"{name}>={amount}" in f for f in success_facts):
+            levels[name] = amount
+    kept = [f for f in preconditions if ">=" not in f]
+    return sorted(kept + [f"{name}>={level}" for name, level in levels.items()])
 
 
 def counter_of(fact: str) -> str | None:

@@ -1,5 +1,6 @@
 """Guardrails distilled from a real episode's failures (see the ``table_run`` fixture)."""
 
+import dataclasses
 import json
 
 from cairn.experience.records import condition_signature
@@ -32,6 +33,14 @@ def test_a_guardrail_blocks_building_while_its_missing_requirement_holds(table_r
         assert missing not in t.pre.facts() and guard.trigger.holds(t.pre.facts())
 
 
+def calm(planner):
+    """The planner with nothing that moves by itself next to it: the episode may end beside
+    an attacker, and hitting back comes before any choice between actions."""
+    facts = planner.world_facts
+    planner.world_facts = lambda: dataclasses.replace(facts(), mobile_near=[])
+    return planner
+
+
 def test_once_the_guardrail_exists_the_planner_no_longer_tries_it_there(table_run,
                                                                        planner_copy):
     agent, _, _, episode = table_run
@@ -56,12 +65,12 @@ def test_once_the_guardrail_exists_the_planner_no_longer_tries_it_there(table_ru
     ctx = PlanContext(state=state, condition=condition_signature(state.predicates()),
                       by_name=["place_table", "place_stone"], can_sleep=False,
                       stats=lambda *_: (0, 0))
-    guarded = planner_copy(agent)
+    guarded = calm(planner_copy(agent))
     assert guarded.guardrails.blocking_subgoal("use:place_table", state.facts()).id == guard.id
     with_guard = [guarded.next_subgoal(ctx).key for _ in range(100)]
     assert "use:place_table" not in with_guard
     assert "use:place_stone" in with_guard  # the same kind of choice was open to it
-    unguarded = planner_copy(agent, without={guard.id})
+    unguarded = calm(planner_copy(agent, without={guard.id}))
     without_guard = [unguarded.next_subgoal(ctx).key for _ in range(100)]
     assert "use:place_table" in without_guard
 

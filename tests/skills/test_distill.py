@@ -197,3 +197,18 @@ def test_a_change_the_counter_drift_explains_is_no_success_any_more():
         ["food>=1"]
     assert distill_skill("interact:tree", both + hungry, {"food": {-1}},
                          TRAITS).preconditions == []
+
+
+def test_a_skill_requires_holding_what_it_spends_without_failures_to_show_it():
+    from cairn.skills.distill import with_what_it_spends
+
+    held = [frozenset({"wood>=1", "wood>=2", "wood>=3", "facing:grass"})] * 3
+    # Its recent failures only lacked the grass (it was tried only with wood): wood>=2 all
+    # the same, from the wood-2 it spends.
+    assert with_what_it_spends(["facing:grass"], ["wood-2", "x+1"], held) == \
+        ["facing:grass", "wood>=2"]
+    assert with_what_it_spends(["wood>=1"], ["wood-2"], held) == ["wood>=2"]  # in place
+    assert with_what_it_spends(["wood>=3"], ["wood-2"], held) == ["wood>=3"]  # stays
+    assert with_what_it_spends([], ["wood+1"], held) == []  # gaining needs nothing
+    # A success that held less (a misread) makes no requirement of it.
+    assert with_what_it_spends([], ["wood-2"], held + [frozenset({"wood>=1"})]) == []

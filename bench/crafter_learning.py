@@ -15,7 +15,6 @@ numbers in any process (``tests/runtime/test_evaluate.py`` pins it).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from cairn.envs.x11 import die_with
 from cairn.experience.snapshot import open_snapshot, take_snapshot
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import RunConfig, load_config
@@ -195,17 +195,6 @@ def print_tables(result: dict[str, Any]) -> None:
           + ", ".join(f"{k} {v['mean']:.0f}" for k, v in last["knowledge"].items()))
 
 
-def die_with_parent(parent: int) -> None:
-    """Make a worker process end when the bench does, however the bench ends (killed
-    included): Linux sends it SIGTERM then. Elsewhere this does nothing."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the bench died before the request was made
-        os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     config = load_config(args.config, {"max_steps": args.max_steps})
@@ -217,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{args.checkpoints}; held-out worlds {seeds[0]}..{seeds[-1]}; {args.jobs} jobs",
           flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
-                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+                             initializer=die_with, initargs=(os.getpid(), signal.SIGTERM)) as pool:
         base_job = pool.submit(baselines, config, seeds)
         jobs = [pool.submit(run_seed, config, s, args, seeds) for s in args.train_seeds]
         runs = [job.result() for job in jobs]

@@ -96,6 +96,15 @@ def _libc_prctl():
 _prctl = _libc_prctl()
 
 
+def die_with(parent: int, signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send this process ``signum`` when ``parent`` (its parent) dies, and
+    end it now if that parent is already gone. Linux only; elsewhere it does nothing."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took hold
+            os._exit(1)
+
+
 def spawn(args: Sequence[str], **popen: Any) -> subprocess.Popen:
     """Start ``args`` so that it cannot outlive this process (see the module docstring).
 
@@ -112,10 +121,7 @@ def spawn(args: Sequence[str], **popen: Any) -> subprocess.Popen:
 
     def in_child() -> None:
         # Runs between fork and exec: as little as possible (the libc function is bound).
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:  # the parent died before prctl took hold
-                os._exit(1)
+        die_with(parent)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # the mask survives exec
 
     try:

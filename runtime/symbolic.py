@@ -158,8 +158,7 @@ class SymbolicPlanner:
         if unmet:
             return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
         subgoal = Subgoal.parse(skill.subgoal)
-        if subgoal.controller in ("interact", "approach") and subgoal.target not in \
-                world.known_kinds | set(ctx.state.visible):
+        if _out_of_sight(subgoal, ctx, world):
             return None  # needs a tile not in sight; exploring may find one
         return subgoal
 
@@ -170,13 +169,12 @@ class SymbolicPlanner:
         guardrail that mirrors the precondition (missing requirement) is what is doubted;
         any other guardrail still stands."""
         options = []
-        visible = world.known_kinds | set(ctx.state.visible)
         for skill in skills:
             unmet = [f for f in skill.preconditions if f not in facts]
             if len(unmet) != 1 or not _doubtable(unmet[0], skill):
                 continue
             subgoal = Subgoal.parse(skill.subgoal)
-            if subgoal.controller in ("interact", "approach") and subgoal.target not in visible:
+            if _out_of_sight(subgoal, ctx, world):
                 continue
             if self._allowed_without(subgoal, unmet[0], facts, ctx):
                 options.append((skill, unmet[0]))
@@ -332,6 +330,11 @@ class SymbolicPlanner:
         if not attempt.diagnosis.success:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
+
+def _out_of_sight(subgoal: Subgoal, ctx: PlanContext, world: WorldFacts) -> bool:
+    """A subgoal that acts on a kind neither in view nor remembered."""
+    return subgoal.controller in ("interact", "approach") and subgoal.target not in \
+        world.known_kinds | set(ctx.state.visible)
 
 
 def _doubtable(fact: str, skill: Skill) -> bool:

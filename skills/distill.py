@@ -17,7 +17,7 @@ from cairn.experience.judging import (
     worked,
 )
 from cairn.experience.records import ExperienceTuple, Subgoal, split_counter_effect
-from cairn.skills.model import Skill
+from cairn.skills.model import Skill, spent_counters
 
 MIN_SUCCESSES = 2
 """Successes a skill needs, unless one of them reached the goal (a reward is no fluke)."""
@@ -114,10 +114,8 @@ def with_what_it_spends(preconditions: list[str], verification: list[str],
         if ">=" in fact:
             name, level = fact.split(">=", 1)
             levels[name] = max(levels.get(name, 0), int(level))
-    for effect in verification:
-        name, sign, amount = split_counter_effect(effect)
-        if sign == "-" and levels.get(name, 0) < amount \
-                and all(f"{name}>={amount}" in f for f in success_facts):
+    for name, amount in spent_counters(verification).items():
+        if levels.get(name, 0) < amount and all(f"{name}>={amount}" in f for f in success_facts):
             levels[name] = amount
     kept = [f for f in preconditions if ">=" not in f]
     return sorted(kept + [f"{name}>={level}" for name, level in levels.items()])

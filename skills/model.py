@@ -57,8 +57,7 @@ class Skill:
 
     def uses(self) -> dict[str, int]:
         """Counters the skill spends, by how much (from ``name-n`` verification effects)."""
-        spent = (split_counter_effect(e) for e in self.verification)
-        return {name: amount for name, sign, amount in spent if name and sign == "-"}
+        return spent_counters(self.verification)
 
     def creates(self) -> list[str]:
         """Kinds the skill turns its target into (from ``changed:0,0:a>b`` effects)."""
@@ -75,3 +74,9 @@ class Skill:
         body = {k: v for k, v in body.items() if k != "version"}
         body["verification"] = [upgrade_effect(e) for e in body.get("verification", [])]
         return cls(**body, version=version)
+
+
+def spent_counters(effects: list[str]) -> dict[str, int]:
+    """Counters that ``effects`` spend, by how much (``wood-2`` -> wood: 2)."""
+    spent = (split_counter_effect(e) for e in effects)
+    return {name: amount for name, sign, amount in spent if name and sign == "-"}

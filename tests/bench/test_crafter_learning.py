@@ -94,13 +94,13 @@ def test_the_lowest_window_of_generations_counts_only_windows_after_the_first_ch
 def test_a_killed_bench_leaves_no_worker_behind(tmp_path):
     """The bench's worker processes end with it, even when it is killed outright."""
     script = (
-        "import os, sys, time\n"
+        "import os, signal, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from multiprocessing import get_context\n"
-        "from bench.crafter_learning import die_with_parent\n"
-        "if __name__ == '__main__':\n"
-        "    pool = ProcessPoolExecutor(2, mp_context=get_context('spawn'),\n"
-        "                               initializer=die_with_parent, initargs=(os.getpid(),))\n"
+        "from cairn.envs.x11 import die_with\n"
+        "if __name__ == '__main__':\n"  # the bench's pool, as bench/crafter_learning.py makes it
+        "    pool = ProcessPoolExecutor(2, mp_context=get_context('spawn'), initializer=die_with,\n"
+        "                               initargs=(os.getpid(), signal.SIGTERM))\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
         "    time.sleep(60)\n")
     (tmp_path / "parent.py").write_text(script)

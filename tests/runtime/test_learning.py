@@ -82,7 +82,6 @@ def test_learning_keeps_the_requirement_and_supersedes_the_nothing_new_guardrail
         assert learner.guardrails.guardrails[gate.id].status == "retired"
 
 
-
 def test_one_failure_gates_what_never_worked_and_names_no_requirement_of_what_works(tmp_path):
     with ExperienceStore(tmp_path / "exp.sqlite") as store:
         learner = Learner(store, "learn")

@@ -111,7 +111,6 @@ def test_of_the_never_tried_the_one_the_kit_reaches_soonest_comes_first():
     assert picks == {"interact:rock", "interact:tree"}
 
 
-
 def test_a_goal_is_tried_now_and_then_without_its_one_missing_precondition():
     p = planner()
     p.doubt_share = 0.5

@@ -67,6 +67,9 @@ class SymbolicPlanner:
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
+        self.fruitless: dict[str, int] = {}
+        """Kind -> attempts this episode at acting on it that did nothing and took no harm:
+        what the defence reflex should leave alone."""
         self.seen_facts: set[str] = set()
         self.harmed = False
         self.idle_attempts = 0
@@ -80,6 +83,7 @@ class SymbolicPlanner:
         through skills and guardrails)."""
         self.rewarded_this_episode.clear()
         self.failed_here.clear()
+        self.fruitless.clear()
         self.tried.clear()
 
     # -- choosing ----------------------------------------------------------------------------
@@ -123,10 +127,13 @@ class SymbolicPlanner:
     def _defend(self, world: WorldFacts) -> Subgoal | None:
         """Act on something that moves by itself next to the agent when the agent just
         got hurt, or when a harm guardrail names that kind (the generic reflex of hitting
-        back; whether it helps is for the diagnosis to tell)."""
+        back; whether it helps is for the diagnosis to tell). A kind that twice took a
+        blow for nothing, without hurting back, is left alone unless the agent was just
+        hurt, and then tried after the others: a harm guardrail may name a bystander."""
         dangerous = self.guardrails.harmful_kinds()
-        for kind in world.mobile_near:
-            if not (self.harmed or kind in dangerous):
+        kinds = sorted(world.mobile_near, key=lambda k: (self.fruitless.get(k, 0), k))
+        for kind in kinds:
+            if not (self.harmed or (kind in dangerous and self.fruitless.get(kind, 0) < 2)):
                 continue
             subgoal = Subgoal("interact", kind)
             if self.guardrails.blocking_subgoal(subgoal.key, frozenset()) is None \
@@ -325,8 +332,15 @@ class SymbolicPlanner:
         self.harmed = attempt.diagnosis.health_delta < 0
         self.idle_attempts = 0 if attempt.diagnosis.steps else self.idle_attempts + 1
         self.tried[key] = self.tried.get(key, 0) + 1
-        if "reward" in attempt.diagnosis.effects:
-            self.rewarded_this_episode.add(key)
+        if "reward" in attempt.diagnosis.effects or (
+                attempt.diagnosis.success and key in {s.subgoal for s in self.skills.rewarding()}):
+            self.rewarded_this_episode.add(key)  # a success that earned nothing: already had
+        if attempt.subgoal.controller == "interact" and attempt.subgoal.target:
+            target = attempt.subgoal.target
+            if attempt.diagnosis.success:
+                self.fruitless.pop(target, None)
+            elif attempt.diagnosis.health_delta >= 0:
+                self.fruitless[target] = self.fruitless.get(target, 0) + 1
         if not attempt.diagnosis.success:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1

@@ -2,7 +2,15 @@
 
 import numpy as np
 
-from cairn.experience.records import State, change_effect, condition_signature
+from cairn.experience.records import (
+    Cause,
+    Diagnosis,
+    ExperienceTuple,
+    State,
+    Subgoal,
+    change_effect,
+    condition_signature,
+)
 from cairn.guardrails.model import Guardrail, Trigger
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext
@@ -143,3 +151,62 @@ def test_a_doubt_sets_aside_the_guardrail_that_mirrors_the_precondition_only():
         p.doubt_share = 1.0
         picks = {p.next_subgoal(context({"wood": 1})).key for _ in range(30)}
         assert ("use:make_x" in picks) is doubted, picks
+
+
+def attempt(ctx, key, success, effects=(), health=0):
+    diagnosis = Diagnosis(success, Cause.SUCCESS if success else Cause.NO_EFFECT, {}, 0.0, [],
+                          1.0 if success else 0.0, None, health, 3, effects=list(effects))
+    return ExperienceTuple("e", 0, 3, ctx.state, Subgoal.parse(key), [], diagnosis, ctx.state)
+
+
+def test_a_goal_that_worked_without_reward_was_already_rewarded_this_episode():
+    p = planner()
+    ctx = context({"wood": 1}, near=["bench"])
+    assert p.next_subgoal(ctx).key == "use:make_x"
+    p.on_attempt(attempt(ctx, "use:make_x", True, ["x+1"]), ctx)  # the reward came earlier
+    assert p.next_subgoal(ctx).key != "use:make_x"
+    p.reset()
+    assert p.next_subgoal(ctx).key == "use:make_x"
+    p.on_attempt(attempt(ctx, "use:make_x", False), ctx)  # a failure proves nothing
+    assert p.next_subgoal(ctx).key == "use:make_x"
+
+
+def defending(harm_kinds=("bug",), near=("bug", "cat")):
+    guards = GuardrailSet()
+    for i, kind in enumerate(harm_kinds):
+        guards.update(Guardrail("damage_taken", "test", Trigger(all_of=[f"near:{kind}"]),
+                                "subgoal interact:tree", "subgoal", [i]))
+    p = planner(guards)
+    p.world_facts = lambda: WorldFacts({"tree", "bench"}, set(), {}, list(near))
+    return p
+
+
+def test_a_kind_a_harm_guardrail_names_is_struck_until_blows_at_it_twice_do_nothing():
+    p = defending(near=["bug"])
+    ctx = context({"wood": 1}, near=["bench"])
+    assert p.next_subgoal(ctx).key == "interact:bug"
+    assert p.last_reason == "defend: interact:bug"
+    p.on_attempt(attempt(ctx, "interact:bug", False), ctx)
+    assert p.next_subgoal(ctx).key == "interact:bug"
+    p.on_attempt(attempt(ctx, "interact:bug", False, health=-2), ctx)  # it hit back
+    assert p.next_subgoal(ctx).key == "interact:bug"
+    p.on_attempt(attempt(ctx, "use:make_x", False), ctx)  # no harm since the hit
+    p.on_attempt(attempt(ctx, "interact:bug", False), ctx)
+    assert p.next_subgoal(ctx).key == "use:make_x"  # two blows for nothing: a bystander
+    p.reset()
+    assert p.next_subgoal(ctx).key == "interact:bug"  # a new episode, a new look
+
+
+def test_when_hurt_the_kind_not_yet_struck_for_nothing_comes_first():
+    p = defending(("bug", "cat"))
+    ctx = context({"wood": 1}, near=["bench"])
+    for _ in range(2):
+        p.on_attempt(attempt(ctx, "interact:bug", False), ctx)
+    assert p.next_subgoal(ctx).key == "interact:cat"
+    p.on_attempt(attempt(ctx, "use:make_x", False, health=-2), ctx)
+    assert p.next_subgoal(ctx).key == "interact:cat"
+    for _ in range(2):
+        p.on_attempt(attempt(ctx, "interact:cat", False), ctx)
+    assert p.next_subgoal(ctx).key == "use:make_x"
+    p.on_attempt(attempt(ctx, "use:make_x", False, health=-2), ctx)
+    assert p.next_subgoal(ctx).key in ("interact:bug", "interact:cat")  # hurt: strike back

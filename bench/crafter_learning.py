@@ -34,7 +34,7 @@ import numpy as np
 from cairn.envs.x11 import die_with
 from cairn.experience.snapshot import open_snapshot, take_snapshot
 from cairn.experience.store import ExperienceStore
-from cairn.runtime.config import RunConfig, load_config
+from cairn.runtime.config import ConfigError, RunConfig, load_config, settings
 from cairn.runtime.evaluate import Scored, knowledge_size, play, random_agent, train
 from cairn.runtime.loop import Agent
 
@@ -51,6 +51,9 @@ ANCHORS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "crafter.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (e.g. --set agent.refuge=true); repeat "
+                             "for several")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1000, 2000],
                         help="first training world seed of each run (and its agent's seed)")
     parser.add_argument("--budget", type=int, default=30000, help="training env steps per seed")
@@ -197,7 +200,11 @@ def print_tables(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    config = load_config(args.config, {"max_steps": args.max_steps})
+    try:
+        config = load_config(args.config, {**settings(args.set), "max_steps": args.max_steps})
+    except ConfigError as err:
+        print(f"cairn: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

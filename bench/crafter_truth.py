@@ -47,6 +47,8 @@ from cairn.runtime.loop import Agent
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = ("right", "uncaused", "wrong", "unchecked")
 SHOWN_BY = {"eat_cow": "food", "eat_plant": "food"}
+#: Creatures a blow removes, and the achievement Crafter counts each time it does.
+REMOVED_BY = {"zombie": "defeat_zombie", "skeleton": "defeat_skeleton", "cow": "eat_cow"}
 """The item an achievement raises, where it is not the name's second part (collect_wood)."""
 
 
@@ -306,6 +308,8 @@ def _changed(effect: str, change: tuple, attempt: ExperienceTuple, steps: list[S
     target, post = attempt.diagnosis.target, attempt.post.position
     if target is None:
         return Verdict("changed", effect, "unchecked", "no target")
+    if before in REMOVED_BY and (dr, dc) == (0, 0):
+        return _removed(effect, REMOVED_BY[before], steps)
     x, y = _pos(steps[-1].info)
     cell = (x + target[1] - post[1] + dc, y + target[0] - post[0] + dr)
     first, last = _kind(steps[0].info, cell), _kind(steps[-1].info, cell)
@@ -315,6 +319,15 @@ def _changed(effect: str, change: tuple, attempt: ExperienceTuple, steps: list[S
     caused = any(_acting(a, b) and _kind(a.info, cell) != _kind(b.info, cell)
                  for a, b in _pairs(steps))
     return Verdict("changed", effect, "right" if caused else "uncaused", f"{first}>{last}")
+
+
+def _removed(effect: str, achievement: str, steps: list[Step]) -> Verdict:
+    """A creature struck down: it wandered into the target cell during the attempt, so the
+    cell's kind at the start says nothing; Crafter counts every one removed."""
+    first, last = (step.info["achievements"][achievement] for step in (steps[0], steps[-1]))
+    if last == first:
+        return Verdict("changed", effect, "wrong", f"no {achievement}")
+    return Verdict("changed", effect, "right", achievement)
 
 
 def _did(a: Step, b: Step) -> list[str]:

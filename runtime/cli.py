@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cairn.envs.x11 import Terminated
-from cairn.runtime.config import ConfigError, RunConfig, load_config
+from cairn.runtime.config import ConfigError, RunConfig, load_config, settings
 from cairn.runtime.inspect_cli import InspectError, add_commands
 from cairn.runtime.replay_cli import add_replay_commands
 from cairn.runtime.report_cli import add_report_commands
@@ -114,18 +114,10 @@ def _positive(name: str, value: int | None) -> None:
 
 def _settings(pairs: list[str]) -> dict[str, object]:
     """``--set KEY=VALUE`` options as dotted-key overrides, each value read as YAML."""
-    import yaml
-
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes KEY=VALUE (e.g. env.kwargs.task=dirt), got {pair!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"--set {key}: the value {value!r} is not valid YAML") from None
-    return out
+    try:
+        return settings(pairs)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
 
 
 def _make_folder(path: Path, what: str, option: str) -> None:

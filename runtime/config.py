@@ -68,6 +68,10 @@ class AgentConfig:
     """Steps without movement or frame change that count as stagnation."""
     reward_threshold: float = 0.5
     """Reward at or above this within one attempt counts as reaching the task's goal."""
+    refuge: bool = False
+    """Map games: dig in where a guardrail says harm comes whatever the agent does, and rest
+    there (``runtime/refuge.py``). Off by default: on Crafter it kept the agent alive
+    longer but scored lower (``docs/learning.md``)."""
 
 
 GOAL_KINDS = ("uniform", "image")
@@ -248,6 +252,21 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if config.clip is not None and config.clip.checkpoint:  # relative to the config file
         config.clip.checkpoint = str(path.parent / Path(config.clip.checkpoint).expanduser())
     return config
+
+
+def settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set`` options) as dotted-key overrides, each value read
+    as YAML."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. env.kwargs.task=dirt), got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: the value {value!r} is not valid YAML") from None
+    return out
 
 
 TURNS_MEANING = "view-turning action name -> [drow, dcol]"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from crafter import objects
 
 from cairn.envs.crafter import ACTIONS
 from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, State, Subgoal
@@ -136,3 +137,21 @@ def test_a_short_training_run_checks_real_claims(crafter_config, tmp_path):
 def test_bad_budget_is_one_line_and_status_2(capsys):
     assert main(["--budget", "0"]) == 2
     assert capsys.readouterr().err.strip() == "cairn: error: --budget must be at least 1, got 0"
+
+
+def test_a_creature_struck_down_is_judged_by_what_crafter_counts_not_by_its_cell(audit):
+    crafter_env = audit.env.unwrapped._env
+    player = crafter_env._player
+    cell = tuple(player.pos + player.facing)
+    start = stage(audit)
+    crafter_env._world[cell] = "grass"
+    cow = objects.Cow(crafter_env._world, cell)
+    cow.move = lambda *_: False  # it stays where it was put
+    crafter_env._world.add(cow)
+    hit = play(audit, "do")
+    claim = "changed:0,0:cow>grass"
+    assert verdicts(audit, attempt(start, hit, "interact:cow", [claim]))[claim] == (
+        "wrong", "no eat_cow")  # one blow: still standing
+    end = play(audit, "do", "do")
+    assert verdicts(audit, attempt(start, end, "interact:cow", [claim]))[claim] == (
+        "right", "eat_cow")

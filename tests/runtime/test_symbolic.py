@@ -210,3 +210,63 @@ def test_when_hurt_the_kind_not_yet_struck_for_nothing_comes_first():
     assert p.next_subgoal(ctx).key == "use:make_x"
     p.on_attempt(attempt(ctx, "use:make_x", False, health=-2), ctx)
     assert p.next_subgoal(ctx).key in ("interact:bug", "interact:cat")  # hurt: strike back
+
+
+def test_a_need_nothing_in_sight_meets_sends_the_agent_to_unseen_ground():
+    p = planner()
+    p.skills.update(skill("interact:pond", verify=["drink+1"]))
+    ctx = context({"wood": 1, "drink": 2}, near=["bench"])
+    p.rewarded_this_episode.add("use:make_x")  # no goal but the need
+    for known, expected in ((("tree", "bench", "pond"), "interact:pond"),
+                            (("tree", "bench"), "explore")):
+        facts = WorldFacts(set(known), {"drink"}, {"drink": 9})
+        p.world_facts = lambda facts=facts: facts
+        assert p.next_subgoal(ctx).key == expected
+    assert p.last_reason == "explore: need interact:pond"
+
+
+def sheltering(**world):
+    guards = GuardrailSet()
+    guards.update(Guardrail("damage_taken", "test", Trigger(all_of=["see:bug", "tag:night"]),
+                            "exposed", "task", [1], status="active"))
+    p = planner(guards)
+    p.skills.update(skill("interact:pond", verify=["drink+1"]))
+    base = dict(known_kinds={"tree", "bench", "pond"}, depleting={"drink"}, highest={"drink": 9},
+                dig=["rock"], place=["put_rock", "put_bench"])
+    p.world_facts = lambda: WorldFacts(**{**base, **world})
+    return p
+
+
+def night(drink=9, facing="grass", step=0):
+    ctx = context({"wood": 1, "drink": drink}, near=["bench"],
+                  visible=("tree", "rock", "bug"))
+    ctx.state.tags, ctx.state.facing_kind, ctx.state.step = ["night"], facing, step
+    ctx.stats = lambda key, _: {"burrow:put_rock": (4, 3), "burrow:put_bench": (4, 0)}.get(
+        key, (1, 0))
+    return ctx
+
+
+def test_where_harm_comes_whatever_the_agent_does_it_digs_in_with_what_worked():
+    p = sheltering()
+    assert p.next_subgoal(night()).key == "burrow:put_rock"  # 3 of 4 against 0 of 4
+    assert p.last_reason.startswith("refuge: dig in")
+    day = context({"wood": 1, "drink": 9}, near=["bench"], visible=("tree", "rock", "bug"))
+    assert p.next_subgoal(day).key == "use:make_x"  # not night: the guardrail does not hold
+    assert sheltering(place=[]).next_subgoal(night()).key == "use:make_x"  # nothing to place
+    assert sheltering().next_subgoal(night(drink=2)).key != "burrow:put_rock"  # drink first
+
+
+def test_shut_in_the_agent_rests_while_the_danger_lasts_then_digs_out():
+    p = sheltering(sealed=True)
+    assert p.next_subgoal(night(step=100)).key == "wait"  # no sleep action in this game
+    ctx = night(step=150)
+    ctx.state.visible = ["tree", "rock"]  # the bug went; still night
+    assert p.next_subgoal(ctx).key == "wait"
+    assert p.last_reason == "refuge: rest while tag:night"
+    dawn = night(step=160, facing="rock")
+    dawn.state.tags = []
+    dawn.state.visible = ["tree", "rock"]
+    assert p.next_subgoal(dawn).key == "interact:rock"
+    assert p.last_reason == "refuge: dig out"
+    assert p.next_subgoal(night(step=400, drink=1, facing="rock")).key == "interact:rock"
+    assert p.last_reason == "refuge: dig out"  # out for a drink, although still dangerous

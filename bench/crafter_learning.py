@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "crafter.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (e.g. --set agent.refuge=true); repeat "
+                        help="override a config value (e.g. --set agent.interact_tries=8); repeat "
                              "for several")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1000, 2000],
                         help="first training world seed of each run (and its agent's seed)")

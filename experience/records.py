@@ -243,9 +243,8 @@ def split_counter_effect(effect: str) -> tuple[str | None, str, int]:
 
 def change_effect(dr: int, dc: int, before: str | None = None, after: str | None = None) -> str:
     """A change of kind at offset (dr, dc) from the attempt's target: ``changed:0,0:a>b``,
-    ``changed:0,0:>b`` (into b from any kind), or ``changed:-1,0`` when only where it
-    happened matters."""
-    kinds = f":{before or ''}>{after or ''}" if before is not None or after is not None else ""
+    or ``changed:-1,0`` when only where it happened matters."""
+    kinds = f":{before}>{after}" if before is not None or after is not None else ""
     return f"{CHANGE}{dr},{dc}{kinds}"
 
 

@@ -4,8 +4,7 @@ Two sources:
 - attempts that acted and changed nothing: forbid the subgoal while the requirement the
   evidence points to is missing (or, before it ever worked, while nothing new is at hand);
 - attempts that lost health or ended in death: forbid stepping onto the kind of tile that
-  killed, or the subgoal being run, while the facts that set the harm apart hold; or, when
-  other subgoals were hurt as often in that situation, staying within reach in it.
+  killed, or the subgoal being run, while the facts that set the harm apart hold.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from cairn.experience.judging import (
 )
 from cairn.experience.records import Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.model import Guardrail, Trigger, novelty_facts
-from cairn.guardrails.store import EXPOSED
 
 MIN_FAILURES = 2
 RARE_IN_SAFE = 0.2
@@ -121,18 +119,8 @@ def harm_guardrails(
     if len(contrast) < MIN_CONTRAST:
         return []
     facts = _rare_facts(_harm_facts(attempt), contrast, depleting)
-    if not facts:
+    if not facts or _situational(attempt, facts, history):
         return []
-    if _situational(attempt, facts, history):
-        if any(f.endswith("=0") for f in facts):
-            return []  # a need at zero: no shelter helps against that
-        return [Guardrail(
-            root_cause=cause,
-            explanation=f"{'died' if died else f'lost {-d.health_delta} health'} during "
-                        f"{attempt.subgoal.key} while {' & '.join(facts)}, where other "
-                        "subgoals were hurt too: the situation is dangerous, not the subgoal",
-            trigger=Trigger(all_of=facts), forbidden=EXPOSED, scope="task",
-            evidence=_ids([attempt]), status="active" if died else "candidate")]
     subgoal = attempt.subgoal.key
     guard = Guardrail(
         root_cause=cause,

@@ -13,8 +13,6 @@ KIND = "guardrail"
 #: What a guardrail is; more evidence or contradictions alone is no new version.
 IDENTITY = ("root_cause", "trigger", "forbidden", "scope", "status")
 CONFIRMATIONS = 2
-EXPOSED = "exposed"
-"""What a situation guardrail forbids: staying where things can reach the agent."""
 HARM_ROOTS = frozenset({"damage_taken", "died"})
 """Harm events a guardrail about a non-fatal loss needs before it is enforced."""
 
@@ -128,14 +126,6 @@ class GuardrailSet:
                 kinds.update(f.split(":", 1)[1] for f in guard.trigger.all_of
                              if f.startswith(("near:", "see:")))
         return kinds
-
-    def dangerous_situation(self, facts: frozenset[str]) -> Guardrail | None:
-        """An active guardrail that forbids staying within reach (``exposed``) now: harm
-        came in this situation whatever the agent did."""
-        for guard in self._by_forbidden().get(EXPOSED, ()):
-            if guard.status == "active" and guard.trigger.holds(facts):
-                return guard
-        return None
 
     def forbidden_entries(self) -> set[str]:
         """Tile kinds the agent must not step onto."""

@@ -68,10 +68,6 @@ class AgentConfig:
     """Steps without movement or frame change that count as stagnation."""
     reward_threshold: float = 0.5
     """Reward at or above this within one attempt counts as reaching the task's goal."""
-    refuge: bool = False
-    """Map games: dig in where a guardrail says harm comes whatever the agent does, and rest
-    there (``runtime/refuge.py``). Off by default: on Crafter it kept the agent alive
-    longer but scored lower (``docs/learning.md``)."""
 
 
 GOAL_KINDS = ("uniform", "image")

@@ -15,7 +15,6 @@ import numpy as np
 from cairn.experience.judging import ControllerTraits
 from cairn.experience.records import Subgoal
 from cairn.runtime.config import ActionsConfig, AgentConfig
-from cairn.runtime.shelter import pocket_site, sealed
 from cairn.runtime.world import Direction, WorldModel
 
 
@@ -45,18 +44,15 @@ class AttemptView:
 
     def effect(self, target: tuple[int, int] | None, kind_before: str | None) -> bool:
         """Did the action do something: a reward, a counter rising that does not rise on
-        its own, or the target tile turning into something else (a target that wanders must
-        be gone without a trace, see ``WorldModel.gone``)? A loss alone is a cost or a blow,
-        not an effect."""
+        its own, or the target tile turning into something else (unless the target is a
+        kind that wanders off by itself)? A loss alone is a cost or a blow, not an effect."""
         if self.reward > 0:
             return True
         changes = self.world.unexplained_changes(self.counters_start, self.world.percept.counters)
         if any(change > 0 for change in changes.values()):
             return True
-        if target is None or kind_before is None:
+        if target is None or self.world.mobile(kind_before):
             return False
-        if self.world.mobile(kind_before):
-            return self.world.gone(target, kind_before)  # struck down, not walked off
         after = self.world.kind_at(target)
         return after != kind_before and not self.world.mobile(after)
 
@@ -65,8 +61,8 @@ Controller = Generator[str, None, Outcome]
 
 #: What distillation must know of these controllers (it knows none by name).
 TRAITS = ControllerTraits(
-    walking=frozenset({"interact", "approach", "burrow"}),
-    unlearned=frozenset({"explore", "approach", "burrow", "wait"}),
+    walking=frozenset({"interact", "approach"}),
+    unlearned=frozenset({"explore", "approach"}),
     by_effect=frozenset({"interact", "use"}),
 )
 MAX_PLANS = 4
@@ -92,8 +88,6 @@ class Controllers:
             return self.explore(view)
         if subgoal.controller == "sleep" and self.actions.sleep:
             return self.sleep(view)
-        if subgoal.controller == "wait" and self.actions.noop:
-            return self.wait(view)
         raise ValueError(f"no controller for subgoal '{subgoal.key}'")
 
     def move(self, direction: Direction) -> str:
@@ -192,60 +186,6 @@ class Controllers:
     def _safe(world: WorldModel, direction: Direction) -> bool:
         kind = world.kind_at((world.position[0] + direction[0], world.position[1] + direction[1]))
         return kind not in world.avoid
-
-    def burrow(self, view: AttemptView, dig: set[str], place: str) -> Controller:
-        """Dig a two-cell pocket into a mass of a ``dig`` kind and close it behind with the
-        ``place`` action (see ``shelter``): walk to the nearest site, dig two cells
-        straight ahead, step into the far one and back, which leaves the agent facing the
-        way in, and place there."""
-        world = view.world
-        for _ in range(MAX_PLANS):
-            site = pocket_site(world, dig)
-            if site is None:
-                return Outcome(target_visible=False, reached=False, path_found=False,
-                               detail="nowhere to dig in")
-            moves, ahead = site
-            for d in moves:
-                before = world.position
-                yield self.move(d)
-                if world.position == before:
-                    break
-            else:
-                break
-        else:
-            return Outcome(reached=False, path_found=False, detail="could not reach a site")
-        for _ in range(2):
-            yield self.move(ahead)  # blocked by the kind to dig: now facing it
-            dug = yield from self._press_until_open(world)
-            if not dug:
-                return Outcome(detail="could not dig")
-            before = world.position
-            yield self.move(ahead)
-            if world.position == before:
-                return Outcome(detail="could not step in")
-        yield self.move((-ahead[0], -ahead[1]))  # back one: facing the way in
-        for _ in range(self.agent.interact_tries // 2):
-            yield place
-            if sealed(world):
-                return Outcome(effect=True, target=world.facing_position(), detail="shut in")
-            yield self.actions.interact  # something stands in the way in
-        return Outcome(detail="could not close the way in")
-
-    def _press_until_open(self, world: WorldModel) -> Generator[str, None, bool]:
-        ahead = world.facing_position()
-        for _ in range(self.agent.interact_tries):
-            kind = world.kind_at(ahead)
-            if kind is not None and world.walkable(kind) and not world.mobile(kind):
-                return True
-            yield self.actions.interact
-        kind = world.kind_at(ahead)
-        return kind is not None and world.walkable(kind)
-
-    def wait(self, view: AttemptView) -> Controller:
-        """Do nothing for a few steps (in a refuge, say)."""
-        for _ in range(self.agent.explore_steps):
-            yield self.actions.noop
-        return Outcome(effect=True, detail="waited")
 
     def sleep(self, view: AttemptView) -> Controller:
         slept = False

@@ -28,7 +28,6 @@ from cairn.runtime.controllers import TRAITS, AttemptView, Controllers, Outcome
 from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace
 from cairn.runtime.learning import SubgoalRules
 from cairn.runtime.planner import PlanContext, Planner
-from cairn.runtime.shelter import sealed
 from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
 from cairn.runtime.world import WorldModel
 
@@ -124,30 +123,7 @@ class MapKit:
         world = self.world
         near = {kind for row in world.near(1) for kind in row if kind}
         mobile = sorted(kind for kind in near if world.mobile(kind))
-        facts = WorldFacts(world.known_kinds(), world.depleting(), dict(world.highest), mobile)
-        if self.config.agent.refuge:
-            facts.sealed = sealed(world)
-            facts.dig, facts.place = self._shelter_means()
-        return facts
-
-    def _shelter_means(self) -> tuple[list[str], list[str]]:
-        """What the agent's skills let it do now towards a refuge, by what it holds: kinds
-        it can dig into walkable ground (``interact`` skills), and actions that make a kind
-        nothing walks on (``use`` skills)."""
-        world, held = self.world, snapshot(self.world, 0).unplaced_facts()
-        dig, place = [], []
-        for skill in self.learner.skills.active():
-            if not all(p in held for p in skill.preconditions if ">=" in p):
-                continue  # what is faced, near or seen: the burrow makes its own
-            subgoal = Subgoal.parse(skill.subgoal)
-            made = skill.creates()
-            if subgoal.controller == "interact" and not world.walkable(subgoal.target) \
-                    and any(world.walkable(k) and not world.mobile(k) for k in made):
-                dig.append(subgoal.target)
-            elif subgoal.controller == "use" and made and \
-                    not any(world.walkable(k) or world.mobile(k) for k in made):
-                place.append(subgoal.target)
-        return sorted(dig), sorted(place)
+        return WorldFacts(world.known_kinds(), world.depleting(), dict(world.highest), mobile)
 
     # -- the executor's side ------------------------------------------------------------
 
@@ -163,9 +139,6 @@ class MapKit:
         return agent.sleep_steps if subgoal.controller == "sleep" else agent.max_attempt_steps
 
     def controller(self, subgoal: Subgoal):
-        if subgoal.controller == "burrow" and subgoal.target:
-            return self.controllers.burrow(self._view, set(self._shelter_means()[0]),
-                                           subgoal.target)
         return self.controllers.start(subgoal, self._view)
 
     def guard(self, action: str, ep: EpisodeState) -> str | None:
@@ -226,13 +199,10 @@ class MapKit:
         caused = world.unexplained_changes(pre.counters, post.counters)
         effects = [counter_effect(name, change) for name, change in sorted(caused.items())]
         if outcome.target is not None and outcome.target_before is not None:
-            before, after = outcome.target_before, world.kind_at(outcome.target)
-            if world.mobile(before):
-                changed = outcome.effect and world.gone(outcome.target, before)
-            else:
-                changed = after != before and not world.mobile(after)
-            if changed:
-                effects.append(change_effect(0, 0, before, after))
+            after = world.kind_at(outcome.target)
+            if after != outcome.target_before and not world.mobile(outcome.target_before) \
+                    and not world.mobile(after):
+                effects.append(change_effect(0, 0, outcome.target_before, after))
         if trace.reward >= self.config.agent.reward_threshold:
             effects.append("reward")
         return effects

@@ -20,7 +20,6 @@ import numpy as np
 from cairn.experience.records import Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext, candidate_subgoals
-from cairn.runtime.refuge import Refuge
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
 
@@ -53,12 +52,6 @@ class WorldFacts:
     highest: dict[str, int]
     mobile_near: list[str] = field(default_factory=list)
     """Kinds next to the agent that move by themselves."""
-    sealed: bool = False
-    """The agent is shut in: nothing that walks can reach it (see ``shelter``)."""
-    dig: list[str] = field(default_factory=list)
-    """Kinds a skill that applies now turns into walkable ground."""
-    place: list[str] = field(default_factory=list)
-    """Actions of skills that apply now and make a kind nothing walks on."""
 
 
 class SymbolicPlanner:
@@ -79,7 +72,6 @@ class SymbolicPlanner:
         what the defence reflex should leave alone."""
         self.seen_facts: set[str] = set()
         self.harmed = False
-        self.refuge = Refuge()
         self.idle_attempts = 0
         """Attempts in a row that took no env step: the state cannot change, so after a
         few the planner must pick something that moves."""
@@ -92,7 +84,6 @@ class SymbolicPlanner:
         self.rewarded_this_episode.clear()
         self.failed_here.clear()
         self.fruitless.clear()
-        self.refuge = Refuge()
         self.tried.clear()
 
     # -- choosing ----------------------------------------------------------------------------
@@ -108,9 +99,6 @@ class SymbolicPlanner:
         if defence is not None:
             self.last_reason = f"defend: {defence.key}"
             return defence
-        refuge = self._refuge(ctx, facts, world)
-        if refuge is not None:
-            return refuge
         never = [s for s in candidate_subgoals(ctx)
                  if ctx.stats(s.key, None)[0] == 0 and self._allowed(s, facts, ctx)]
         if never:  # never tried anywhere, by any episode: the cheapest thing to learn from
@@ -133,10 +121,6 @@ class SymbolicPlanner:
             if step is not None and self._allowed(step, facts, ctx):
                 self.last_reason = f"{reason}: {skill.subgoal}"
                 return step
-        needs = [skill.subgoal for reason, skill in goals if reason == "need"]
-        if needs:  # nothing at hand meets a need: look for it on unseen ground
-            self.last_reason = f"explore: need {needs[0]}"
-            return Subgoal("explore")
         self.last_reason = "explore"
         return self._explore(ctx, facts, world)
 
@@ -157,33 +141,12 @@ class SymbolicPlanner:
                 return subgoal
         return None
 
-    def _refuge(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts
-                ) -> Subgoal | None:
-        danger = self.guardrails.dangerous_situation(facts)
-        rest = Subgoal("sleep")
-        if not (ctx.can_sleep and self._allowed(rest, facts, ctx)):
-            rest = Subgoal("wait")
-        choice = self.refuge.choose(
-            ctx, facts, world, danger, rest, needy=bool(self._needs(ctx, world)),
-            parched=bool(self._needs(ctx, world, NEED_FRACTION / 2)))
-        if choice is None:
-            return None
-        subgoal, self.last_reason = choice
-        return subgoal
-
-    def _needs(self, ctx: PlanContext, world: WorldFacts,
-               fraction: float = NEED_FRACTION) -> list[Skill]:
-        """For each counter that runs down by itself and is below ``fraction`` of the
-        highest it was seen at, the skill that best raises it."""
-        needs = []
+    def _goals(self, ctx: PlanContext, world: WorldFacts) -> list[tuple[str, Skill]]:
+        goals = []
         for counter in sorted(world.depleting):
             high = world.highest.get(counter, 0)
-            if high and ctx.state.counters.get(counter, 0) < fraction * high:
-                needs += self.skills.raising(counter)[:1]
-        return needs
-
-    def _goals(self, ctx: PlanContext, world: WorldFacts) -> list[tuple[str, Skill]]:
-        goals = [("need", s) for s in self._needs(ctx, world)]
+            if high and ctx.state.counters.get(counter, 0) < NEED_FRACTION * high:
+                goals += [("need", s) for s in self.skills.raising(counter)[:1]]
         todo = [s for s in self.skills.rewarding()
                 if s.subgoal not in self.rewarded_this_episode]
         todo.sort(key=lambda s: (len(s.preconditions), -s.success_rate, s.subgoal))
@@ -369,8 +332,6 @@ class SymbolicPlanner:
         self.harmed = attempt.diagnosis.health_delta < 0
         self.idle_attempts = 0 if attempt.diagnosis.steps else self.idle_attempts + 1
         self.tried[key] = self.tried.get(key, 0) + 1
-        if attempt.subgoal.controller == "burrow" and not attempt.diagnosis.success:
-            self.refuge.failed()
         if "reward" in attempt.diagnosis.effects or (
                 attempt.diagnosis.success and key in {s.subgoal for s in self.skills.rewarding()}):
             self.rewarded_this_episode.add(key)  # a success that earned nothing: already had

@@ -124,19 +124,6 @@ class WorldModel:
             if changed[i]:
                 self.kind_changed[name] = self.kind_changed.get(name, 0) + changed[i]
 
-    def gone(self, position: tuple[int, int], kind: str) -> bool:
-        """Has a thing of a wandering ``kind`` that stood at ``position`` a step ago left no
-        trace: not there, nor next to it? Only for kinds that mostly stay put from one
-        step to the next (a kind that is gone every step, like a flying thing, proves
-        nothing by going)."""
-        if self.kind_at(position) == kind:
-            return False
-        if self.kind_changed.get(kind, 0) > 0.5 * self.kind_seen.get(kind, 1):
-            return False
-        r, c = position
-        return all(self.kind_at((r + dr, c + dc)) != kind
-                   for dr in (-1, 0, 1) for dc in (-1, 0, 1))
-
     def mobile(self, kind: str | None) -> bool:
         """Kinds whose tiles often change on their own (things that wander)."""
         changed = self.kind_changed.get(kind, 0)
@@ -237,7 +224,7 @@ class WorldModel:
                 if nxt in previous:
                     continue
                 if view[nxt] == target_index:
-                    moves = unwind(previous, cell) + [d]
+                    moves = _unwind(previous, cell) + [d]
                     return moves, (nxt[0] + top, nxt[1] + left)
                 if passable[nxt]:
                     previous[nxt] = (cell, d)
@@ -284,8 +271,7 @@ def _mismatch(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if count == 0 else int(np.count_nonzero((a != b) & known)) / count
 
 
-def unwind(previous: dict, cell: tuple[int, int]) -> list[Direction]:
-    """The moves from the search's start to ``cell`` (``previous``: cell -> (cell before, move))."""
+def _unwind(previous: dict, cell: tuple[int, int]) -> list[Direction]:
     moves: list[Direction] = []
     while previous[cell] is not None:
         cell, d = previous[cell]

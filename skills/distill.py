@@ -16,14 +16,7 @@ from cairn.experience.judging import (
     learning_facts,
     worked,
 )
-from cairn.experience.records import (
-    ExperienceTuple,
-    Subgoal,
-    change_effect,
-    counter_effect,
-    parse_change,
-    split_counter_effect,
-)
+from cairn.experience.records import ExperienceTuple, Subgoal, split_counter_effect
 from cairn.skills.model import Skill, spent_counters
 
 MIN_SUCCESSES = 2
@@ -153,34 +146,14 @@ def _preference(fact: str) -> tuple[int, int]:
 
 def common_effects(effect_lists: list[list[str]]) -> list[str]:
     """Effects seen in nearly every success (a counter at its ceiling cannot rise, so
-    "every" would be too strict). A counter that rose by different amounts (eating when half
-    full or nearly full) counts as rising, by the least it rose; the target turned into one
-    kind from different ones (placing on grass or on sand), as ``changed:0,0:>kind``.
-    ``reward`` is left out: the task rewards a thing once, so it is no test that the skill
-    worked."""
+    "every" would be too strict). ``reward`` is left out: the task rewards a thing once,
+    so it is no test that the skill worked."""
     sets = [set(e) - {"reward"} for e in effect_lists]
     sets = [s for s in sets if s]  # a success known only by its reward shows no effect
     if not sets:
         return []
-    needed = VERIFY_SHARE * len(sets)
     counts = Counter(e for s in sets for e in s)
-    common = {e for e, n in counts.items() if n >= needed}
-    rises: dict[str, list[int]] = {}
-    for s in sets:
-        amounts = {name: amount for name, sign, amount in map(split_counter_effect, s)
-                   if name and sign == "+"}
-        for name, amount in amounts.items():
-            rises.setdefault(name, []).append(amount)
-    for name, amounts in rises.items():
-        exact = any(split_counter_effect(e)[:2] == (name, "+") for e in common)
-        if len(amounts) >= needed and not exact:
-            common.add(counter_effect(name, min(amounts)))
-    made = Counter(kind for s in sets for kind in {c[3] for c in map(parse_change, s)
-                                                   if c and c[:2] == (0, 0) and c[3]})
-    for kind, n in made.items():
-        if n >= needed and not any(e.endswith(f">{kind}") for e in common):
-            common.add(change_effect(0, 0, None, kind))
-    return sorted(common)
+    return sorted(e for e, n in counts.items() if n >= VERIFY_SHARE * len(sets))
 
 
 def _procedure(subgoal: str, successes: list[ExperienceTuple]) -> dict[str, object]:

@@ -146,11 +146,10 @@ def test_a_candidate_contradicted_in_the_same_situation_is_retired():
     assert guards.harmful_kinds() == set()
 
 
-def test_harm_that_comes_with_the_situation_forbids_no_one_subgoal_but_staying_exposed():
+def test_harm_that_comes_with_the_situation_forbids_no_one_subgoal():
     """At night with a zombie in view, other subgoals were often hurt too: the situation is
-    dangerous, the subgoal is not, and forbidding it would teach nothing; what is forbidden
-    is staying within reach there. A subgoal hurt clearly more often there than the rest
-    keeps its guardrail."""
+    dangerous, the subgoal is not, and forbidding it would teach nothing. A subgoal hurt
+    clearly more often there than the rest keeps its guardrail."""
     attempt = Attempts()
     history = safe_sleeps(attempt, 20)
     for i in range(5):  # drinking at night: 2 of 5 hurt
@@ -159,28 +158,14 @@ def test_harm_that_comes_with_the_situation_forbids_no_one_subgoal_but_staying_e
                                **hurt, **NIGHT))
     chop = attempt("interact:tree", {"energy": 3}, cause="damage_taken", health_delta=-2,
                    **NIGHT)
-    (situation,) = harm_guardrails(chop, history, {}, set(), TRAITS)
-    assert situation.forbidden == "exposed" and situation.scope == "task"
-    assert situation.trigger.all_of == ["see:zombie", "tag:night"]
-    guards = GuardrailSet()
-    guards.update(situation)
-    night = frozenset({"see:zombie", "tag:night", "energy>=1"})
-    assert situation.status == "candidate" and guards.dangerous_situation(night) is None
-    again = attempt("interact:grass", {"energy": 3}, cause="damage_taken", health_delta=-2,
-                    **NIGHT)
-    for guard in harm_guardrails(again, [*history, chop], {}, set(), TRAITS):
-        guards.update(guard)
-    assert guards.dangerous_situation(night).id == situation.id  # seen twice: enforced
-    assert guards.dangerous_situation(night - {"tag:night"}) is None
-    assert guards.blocking_subgoal("interact:tree", night) is None
+    assert harm_guardrails(chop, history, {}, set(), TRAITS) == []
     # Too few attempts at other subgoals there to judge the situation: the usual guardrail.
     (guard,) = harm_guardrails(chop, history[:-2], {}, set(), TRAITS)
     assert guard.forbidden == "subgoal interact:tree"
     assert guard.trigger.all_of == ["see:zombie", "tag:night"]
     # Sleeping there: hurt 2 times of 2 against 2 of 5 for the rest: kept (not at the first).
     first = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
-    assert [g.forbidden for g in harm_guardrails(first, history, {}, set(), TRAITS)] == [
-        "exposed"]
+    assert harm_guardrails(first, history, {}, set(), TRAITS) == []
     second = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
     (guard,) = harm_guardrails(second, [*history, first], {}, set(), TRAITS)
     assert guard.forbidden == "subgoal sleep"

@@ -77,28 +77,3 @@ def test_kinds_whose_tiles_change_while_the_agent_stands_are_mobile():
     for rows in frames[1:]:
         world.observe(percept(rows), passive=True)
     assert world.mobile("cow") and not world.mobile("grass")
-
-
-def wander(world, frames):
-    world.observe(percept(frames[0]))
-    for rows in frames[1:]:
-        world.observe(percept(rows), passive=True)
-
-
-def test_a_wandering_thing_is_gone_only_when_it_left_no_trace_next_to_its_cell():
-    world = WorldModel()
-    # The cow stays put most steps but moves now and then: mobile, and mostly still.
-    still = ["cggg", "gpgg", "gggg"]
-    wander(world, [still] * 4 + [["gcgg", "gpgg", "gggg"], ["ggcg", "gpgg", "gggg"],
-                                 ["gggc", "gpgg", "gggg"]] + [["gggc", "gpgg", "gggg"]] * 6)
-    assert world.mobile("cow")
-    world.observe(percept(["ggcg", "gpgg", "gggg"]), passive=True)  # from (-1, 2) to (-1, 1)
-    assert not world.gone((-1, 1), "cow")  # there
-    assert not world.gone((-1, 2), "cow")  # next to where it was: it walked
-    world.observe(percept(["gggg", "gpgg", "gggg"]), passive=True)
-    assert world.gone((-1, 1), "cow")  # nowhere near: struck down
-    # A kind that is somewhere else every step proves nothing by going.
-    flier = WorldModel()
-    wander(flier, [["cggg", "gpgg", "gggg"], ["gcgg", "gpgg", "gggg"],
-                   ["ggcg", "gpgg", "gggg"], ["gggc", "gpgg", "gggg"], ["gggg", "gpgg", "gggg"]])
-    assert flier.mobile("cow") and not flier.gone((-1, 2), "cow")

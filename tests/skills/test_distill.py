@@ -14,7 +14,6 @@ from cairn.skills.distill import (
     explain_failures,
 )
 from cairn.skills.library import IDENTITY, KIND, SkillLibrary
-from cairn.skills.model import Skill
 from tests.map_attempts import TRAITS, Attempts
 
 
@@ -130,16 +129,6 @@ def test_common_effects_keep_what_every_success_did_and_drop_reward():
     assert common_effects([["a+1"]] * 4 + [["b+1"]]) == ["a+1"]
     # A success known only by its reward shows no effect: it does not thin out the rest.
     assert common_effects([["reward"], ["reward"], ["a+1"]]) == ["a+1"]
-
-
-def test_a_counter_that_rose_by_different_amounts_is_verified_by_the_least_rise():
-    eats = [["food+6", "reward"], ["food+2"], ["food+6"], ["food+1"], ["food+4"]]
-    assert common_effects(eats) == ["food+1"]
-    assert common_effects(eats + [["seed+1"]] * 2) == []  # rose in 5 of 7: not nearly all
-    assert common_effects([["food+2"]] * 4 + [["food+6"]]) == ["food+2"]
-    eat = Skill("interact:cow", [], [], common_effects(eats), 5, 5, 1)
-    assert eat.verified_by(["food+3"]) and not eat.verified_by(["seed+1"])
-    assert not Skill("use:x", [], [], ["wood-1"], 1, 1, 0).verified_by(["wood-2"])
 
 
 def test_skills_list_and_show_read_a_real_store(table_run, capsys):

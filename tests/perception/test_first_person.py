@@ -203,8 +203,6 @@ def test_a_real_episode_reads_the_hud_exactly_and_keeps_the_trunk_kind():
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "minetest.yaml")
     game = make_game("minetest", dict(config.env.kwargs))
-    env = game.make_env()
-    perceiver = game.perceiver(env)
     seen = []
 
     def look(frame, info):
@@ -223,40 +221,20 @@ def test_a_real_episode_reads_the_hud_exactly_and_keeps_the_trunk_kind():
         look(frame, info)
         return info["privileged"]
 
-    try:
-        look(*env.reset(seed=2))
-        truth = seen[-1][1]
-        for _ in range(4):  # down to the ground in front
-            if truth["pointed"] and truth["pointed"]["under"][1] < truth["pos"][1]:
-                break
-            truth = step("look_down")
-        for _ in range(2):  # two nodes of ground
-            for _ in range(3):
-                if truth["pointed"]:
-                    break
-                truth = step("look_down")
-            start = truth["pointed"]["under"]
-            while truth["pointed"] and truth["pointed"]["under"] == start:
-                truth = step("dig")
-        for _ in range(8):
-            truth = step("look_up")
-            if abs(truth["pitch"]) < 0.02:
-                break
-        for _ in range(12):  # a busy machine walks less per step: allow more steps
-            if truth["pointed"] and truth["pointed"]["name"].endswith(":tree"):
-                break
-            truth = step("forward")
-        start = truth["pointed"]["under"]
-        for _ in range(12):
-            truth = step("dig")
-            if truth["dug_groups"].get("tree"):
-                break
-    finally:
-        env.close()
+    for _ in range(3):  # the game runs in real time: slow steps may dig the trunk in two
+        seen.clear()
+        env = game.make_env()
+        try:
+            perceiver = game.perceiver(env)
+            start = _walk_up_and_dig(env, step, look, seen)
+        finally:
+            env.close()
+        trunk = [p.crosshair for p, t in seen if t["pointed"] and t["pointed"]["under"] == start
+                 and "pointing" in p.tags]
+        if len(trunk) >= 5:
+            break
     pointing = [("pointing" in p.tags) == (t["pointed"] is not None) for p, t in seen]
     assert sum(pointing) >= 0.95 * len(seen)
-    trunk = [p.crosshair for p, t in seen if t["pointed"] and t["pointed"]["under"] == start
-             and "pointing" in p.tags]
     ground = [p.crosshair for p, t in seen
               if t["pointed"] and t["pointed"]["name"].endswith("dirt_with_grass")]
     assert len(trunk) >= 5 and ground
@@ -267,3 +245,36 @@ def test_a_real_episode_reads_the_hud_exactly_and_keeps_the_trunk_kind():
     assert truth["dug_groups"].get("tree")
     kinds = {kind for kind, count in final.slots if kind}
     assert len(kinds) == 2  # the ground's item and the trunk's, each its own kind
+
+
+def _walk_up_and_dig(env, step, look, seen):
+    """Dig two nodes of ground, look up, walk to a trunk and dig it; returns the trunk's
+    node."""
+    look(*env.reset(seed=2))
+    truth = seen[-1][1]
+    for _ in range(4):  # down to the ground in front
+        if truth["pointed"] and truth["pointed"]["under"][1] < truth["pos"][1]:
+            break
+        truth = step("look_down")
+    for _ in range(2):  # two nodes of ground
+        for _ in range(3):
+            if truth["pointed"]:
+                break
+            truth = step("look_down")
+        start = truth["pointed"]["under"]
+        while truth["pointed"] and truth["pointed"]["under"] == start:
+            truth = step("dig")
+    for _ in range(8):
+        truth = step("look_up")
+        if abs(truth["pitch"]) < 0.02:
+            break
+    for _ in range(12):  # a busy machine walks less per step: allow more steps
+        if truth["pointed"] and truth["pointed"]["name"].endswith(":tree"):
+            break
+        truth = step("forward")
+    start = truth["pointed"]["under"]
+    for _ in range(12):
+        truth = step("dig")
+        if truth["dug_groups"].get("tree"):
+            break
+    return start

@@ -47,9 +47,9 @@ from cairn.runtime.loop import Agent
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = ("right", "uncaused", "wrong", "unchecked")
 SHOWN_BY = {"eat_cow": "food", "eat_plant": "food"}
-#: Creatures a blow removes, and the achievement Crafter counts each time it does.
-REMOVED_BY = {"zombie": "defeat_zombie", "skeleton": "defeat_skeleton", "cow": "eat_cow"}
 """The item an achievement raises, where it is not the name's second part (collect_wood)."""
+REMOVED_BY = {"zombie": "defeat_zombie", "skeleton": "defeat_skeleton", "cow": "eat_cow"}
+"""Creatures a blow removes, and the achievement Crafter counts each time it does."""
 
 
 @dataclass

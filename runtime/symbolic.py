@@ -345,6 +345,7 @@ class SymbolicPlanner:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
 
+
 def _out_of_sight(subgoal: Subgoal, ctx: PlanContext, world: WorldFacts) -> bool:
     """A subgoal that acts on a kind neither in view nor remembered."""
     return subgoal.controller in ("interact", "approach") and subgoal.target not in \

@@ -12,6 +12,7 @@ from cairn.skills.distill import (
     common_effects,
     distill_skill,
     explain_failures,
+    with_what_it_spends,
 )
 from cairn.skills.library import IDENTITY, KIND, SkillLibrary
 from tests.map_attempts import TRAITS, Attempts
@@ -200,8 +201,6 @@ def test_a_change_the_counter_drift_explains_is_no_success_any_more():
 
 
 def test_a_skill_requires_holding_what_it_spends_without_failures_to_show_it():
-    from cairn.skills.distill import with_what_it_spends
-
     held = [frozenset({"wood>=1", "wood>=2", "wood>=3", "facing:grass"})] * 3
     # Its recent failures only lacked the grass (it was tried only with wood): wood>=2 all
     # the same, from the wood-2 it spends.

@@ -68,3 +68,44 @@ def acted_without_effect(t: ExperienceTuple) -> bool:
     d = t.diagnosis
     reached = d.distance is None or d.distance <= 1
     return not d.success and d.cause in REQUIREMENT_CAUSES and reached and bool(t.primitives)
+
+
+def by_chance(successes: list[ExperienceTuple], drift: Drift
+              ) -> tuple[list[ExperienceTuple], list[ExperienceTuple]]:
+    """``successes`` split into those that did what the subgoal does and those that only
+    saw something else change nearby while it acted (a creature eating the plant in front
+    of the agent while it tried to craft).
+
+    What the subgoal does is read off the successes that reached the goal (a reward), all
+    of them, or else off the effects more than half of the successes show. A success that
+    shows none of it is chance; a rise of the same counter by another amount still agrees,
+    and a success with no effect of its own is never chance (it is known only by its
+    reward). Where no effect is shared that widely, every success stands: too little is
+    known to tell."""
+    shown = [{e for e in t.diagnosis.effects if e != "reward" and caused(e, drift)}
+             for t in successes]
+    rewarded = [s for s, t in zip(shown, successes, strict=True)
+                if "reward" in t.diagnosis.effects and s]
+    anchors = set.intersection(*rewarded) if rewarded else set()
+    if not anchors:
+        counts: dict[str, int] = {}
+        for effects in shown:
+            for e in effects:
+                counts[e] = counts.get(e, 0) + 1
+        anchors = {e for e, n in counts.items() if 2 * n > len(successes)}
+    if not anchors:
+        return list(successes), []
+    kinds = {_subject(e) for e in anchors}
+    agree, chance = [], []
+    for t, effects in zip(successes, shown, strict=True):
+        if not effects or any(_subject(e) in kinds for e in effects):
+            agree.append(t)
+        else:
+            chance.append(t)
+    return agree, chance
+
+
+def _subject(effect: str) -> str:
+    """What an effect is about, whatever the amount: ``food+6`` and ``food+2`` -> ``food+``."""
+    name, sign, _ = split_counter_effect(effect)
+    return f"{name}{sign}" if name else effect

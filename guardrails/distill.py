@@ -16,6 +16,7 @@ from cairn.experience.judging import (
     ControllerTraits,
     Drift,
     acted_without_effect,
+    by_chance,
     depleting,
     learning_facts,
     worked,
@@ -47,8 +48,9 @@ def requirement_guardrails(
     requirement of one that works takes two failures."""
     if Subgoal.parse(subgoal).controller in traits.unlearned:
         return []
-    failures = [t for t in attempts if acted_without_effect(t)]
-    successes = [t for t in attempts if worked(t, drift or {}, traits)]
+    successes, chance = by_chance([t for t in attempts if worked(t, drift or {}, traits)],
+                                  drift or {})
+    failures = [t for t in attempts if acted_without_effect(t)] + chance
     never_worked = preconditions is None or not successes
     if len(failures) < (1 if never_worked else MIN_FAILURES):
         return []

@@ -11,6 +11,7 @@ from cairn.experience.judging import (
     ControllerTraits,
     Drift,
     acted_without_effect,
+    by_chance,
     caused,
     depleting,
     learning_facts,
@@ -33,6 +34,7 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
                   drift: Drift | None = None,
                   traits: ControllerTraits = NO_TRAITS) -> Skill | None:
     """The skill that ``attempts`` (all at ``subgoal``) support, or None without a success.
+    A success that only saw something else change nearby counts as a failure (``by_chance``).
 
     ``drift`` (counter -> directions it moves in by itself) keeps such changes out of the
     verification and out of what counts as having worked.
@@ -40,36 +42,40 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
     if Subgoal.parse(subgoal).controller in traits.unlearned:
         return None
     drift = drift or {}
-    successes = [t for t in attempts if worked(t, drift, traits)]
+    successes, chance = by_chance([t for t in attempts if worked(t, drift, traits)], drift)
     rewarded = any("reward" in t.diagnosis.effects for t in successes)
     counted = any(split_counter_effect(e)[0] and caused(e, drift)
                   for t in successes for e in t.diagnosis.effects)
     needed = MIN_SUCCESSES if counted else MIN_SUCCESSES_TILE_ONLY
     if len(successes) < needed and not rewarded:
         return None
-    failures = [t for t in attempts if acted_without_effect(t)]
+    failures = [t for t in attempts if acted_without_effect(t)] + chance
     success_facts = [learning_facts(t, traits) for t in successes]
     preconditions = explain_failures(
         success_facts, [learning_facts(t, traits) for t in failures], ignore=depleting(drift))
     verification = common_effects(
         [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
     preconditions = with_what_it_spends(preconditions, verification, success_facts)
-    relevant = [t for t in successes + failures
-                if all(p in learning_facts(t, traits) for p in preconditions)]
-    n_worked = sum(worked(t, drift, traits) for t in relevant)
+    n_worked = _holding(successes, preconditions, traits)
     skill = Skill(
         subgoal=subgoal,
         procedure=[_procedure(subgoal, successes)],
         preconditions=preconditions,
         verification=verification,
         successes=n_worked,
-        attempts=len(relevant),
+        attempts=n_worked + _holding(failures, preconditions, traits),
         rewarded=sum("reward" in t.diagnosis.effects for t in successes),
         provenance=sorted(t.id for t in successes if t.id is not None)[-PROVENANCE_KEPT:],
     )
     if skill.attempts >= DEMOTE_AFTER and skill.success_rate < DEMOTE_BELOW:
         skill.status = "demoted"
     return skill
+
+
+def _holding(attempts: list[ExperienceTuple], preconditions: list[str],
+             traits: ControllerTraits) -> int:
+    """How many of ``attempts`` were made while ``preconditions`` held."""
+    return sum(all(p in learning_facts(t, traits) for p in preconditions) for t in attempts)
 
 
 def explain_failures(success_facts: list[frozenset[str]],

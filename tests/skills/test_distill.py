@@ -6,6 +6,7 @@ import copy
 from cairn.experience.judging import acted_without_effect, worked
 from cairn.experience.records import change_effect
 from cairn.experience.store import ExperienceStore
+from cairn.guardrails.distill import requirement_guardrails
 from cairn.skills.distill import (
     DEMOTE_AFTER,
     DEMOTE_BELOW,
@@ -211,3 +212,25 @@ def test_a_skill_requires_holding_what_it_spends_without_failures_to_show_it():
     assert with_what_it_spends([], ["wood+1"], held) == []  # gaining needs nothing
     # A success that held less (a misread) makes no requirement of it.
     assert with_what_it_spends([], ["wood-2"], held + [frozenset({"wood>=1"})]) == []
+
+
+def test_a_success_by_chance_does_not_hide_the_requirement():
+    """A creature ate the plant the agent faced while it tried to craft far from a table:
+    a success by its effect. Taken at its word it would keep the table out of the
+    preconditions (the first success lacked it), and the skill would need the plant."""
+    attempt = Attempts()
+    eaten = attempt("use:make_x", {"wood": 1}, [change_effect(0, 0, "plant", "grass")],
+                    near=("plant", "grass"))
+    made = attempt("use:make_x", {"wood": 1}, ["wood-1", "x+1", "reward"],
+                   near=("plant", "table"))
+    far = [attempt("use:make_x", {"wood": 1}, near=("plant", "grass")) for _ in range(3)]
+    far += [attempt("use:make_x", {"wood": 1}, near=("grass",)) for _ in range(2)]
+    skill = distill_skill("use:make_x", [eaten, made] + far, {}, TRAITS)
+    assert skill.preconditions == ["near:table", "wood>=1"]
+    assert skill.verification == ["wood-1", "x+1"]
+    assert (skill.successes, skill.attempts, skill.status) == (1, 1, "active")
+    assert skill.provenance == [made.id]
+    guards = requirement_guardrails("use:make_x", [eaten, made] + far, skill.preconditions,
+                                    {}, TRAITS)
+    (table,) = [g for g in guards if g.trigger.none_of == ["near:table"]]
+    assert eaten.id in table.evidence and table.contradictions == []

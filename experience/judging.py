@@ -7,6 +7,7 @@ Distillation knows no controller by name. What it must know of them comes in as
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from cairn.experience.records import Cause, ExperienceTuple, split_counter_effect
@@ -88,10 +89,7 @@ def by_chance(successes: list[ExperienceTuple], drift: Drift
                 if "reward" in t.diagnosis.effects and s]
     anchors = set.intersection(*rewarded) if rewarded else set()
     if not anchors:
-        counts: dict[str, int] = {}
-        for effects in shown:
-            for e in effects:
-                counts[e] = counts.get(e, 0) + 1
+        counts = Counter(e for effects in shown for e in effects)
         anchors = {e for e, n in counts.items() if 2 * n > len(successes)}
     if not anchors:
         return list(successes), []

@@ -402,16 +402,25 @@ def _terminate_as_interrupt(received: list[int]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C back while the owner writes, so a batch is stored and distilled whole."""
+    """Hold Ctrl-C and SIGTERM back while the owner writes, so a batch is stored, distilled
+    and counted whole (a SIGTERM between storing an episode and adding it to the run's
+    results left it out of the final table); the signal acts once the block is done."""
     caught: list[int] = []
+    held = [signal.SIGINT]
+    if callable(signal.getsignal(signal.SIGTERM)):  # handled (``_terminate_as_interrupt``)
+        held.append(signal.SIGTERM)
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        previous = {signum: signal.signal(signum, lambda n, frame: caught.append(n))
+                    for signum in held}
     except ValueError:  # not the main thread: nothing to defer
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in caught:
+        previous[signal.SIGTERM](signal.SIGTERM, None)
     if caught:
         raise KeyboardInterrupt

@@ -112,14 +112,6 @@ def _positive(name: str, value: int | None) -> None:
         raise UserError(f"--{name} must be a positive number, got {value}")
 
 
-def _settings(pairs: list[str]) -> dict[str, object]:
-    """``--set KEY=VALUE`` options as dotted-key overrides, each value read as YAML."""
-    try:
-        return settings(pairs)
-    except ConfigError as err:
-        raise UserError(str(err)) from None
-
-
 def _make_folder(path: Path, what: str, option: str) -> None:
     """Create ``path`` now, before anything is played, or say in one line why it cannot be."""
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
@@ -144,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "episodes": args.episodes, "seed": args.seed, "store": args.store, "out": args.out,
         "max_steps": args.max_steps, "learning": args.learning, "workers": args.workers,
         "ray_address": args.address}.items() if v is not None}
-    overrides.update(_settings(args.set))
+    overrides.update(settings(args.set))  # a ConfigError: one line, status 2
     config = load_config(args.config, overrides)
     parallel = config.workers > 1 or bool(config.ray_address)
     if parallel:

@@ -72,7 +72,7 @@ class BoardKit:
                            stats=lambda subgoal, condition: (0, 0),
                            skills=self.learner.skills, guardrails=self.learner.guardrails)
 
-    def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
+    def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
         return False
 
     def solved(self) -> bool:
@@ -129,7 +129,7 @@ class BoardKit:
         trace.positions.append(self._region)
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
-                       outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
+                       outcome: Outcome, may_lack_requirement: bool) -> tuple[State, Diagnosis]:
         post = self._state(ep.step, self._region, self._action)
         if trace.blocked_by is not None:
             return post, Diagnosis(False, Cause.GUARDRAIL_BLOCKED, {}, 0.0, [], 0.0, None, 0,

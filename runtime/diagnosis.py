@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from cairn.experience.records import Cause, Diagnosis, State, Subgoal, split_counter_effect
 from cairn.runtime.controllers import Outcome
+from cairn.skills.model import Skill
 
 DEADLOCK_REPEATS = 3
 DEADLOCK_WINDOW = 6
@@ -83,11 +84,11 @@ class Diagnoser:
         trace: Trace,
         outcome: Outcome,
         changed_tiles: list[tuple[int, int, str | None, str | None]],
-        succeeded_elsewhere: bool = False,
+        may_lack_requirement: bool = False,
         effects: list[str] | None = None,
     ) -> Diagnosis:
-        """``outcome`` is the controller's Outcome; ``succeeded_elsewhere`` says whether this
-        subgoal has worked before under another condition (so a requirement may be missing);
+        """``outcome`` is the controller's Outcome; ``may_lack_requirement`` says whether a
+        failure may be put down to a missing requirement (see ``may_lack_requirement``);
         ``effects`` are what the agent caused (see ``Diagnosis.effects``)."""
         effects = effects or []
         deltas = {
@@ -100,7 +101,7 @@ class Diagnoser:
         loop = self.monitor.looping()
         success = bool(outcome.effect) and not trace.died and trace.blocked_by is None
         cause = self._cause(success, trace, outcome, health_delta, stagnation, loop,
-                            succeeded_elsewhere)
+                            may_lack_requirement)
         detail = trace.blocked_by if trace.blocked_by is not None else outcome.detail
         if not success:
             cause, detail = self._deadlock(subgoal, cause, detail)
@@ -115,7 +116,7 @@ class Diagnoser:
         )
 
     @staticmethod
-    def _cause(success, trace, outcome, health_delta, stagnation, loop, succeeded_elsewhere):
+    def _cause(success, trace, outcome, health_delta, stagnation, loop, may_lack_requirement):
         if trace.died:
             return Cause.DIED
         if trace.blocked_by is not None:
@@ -134,7 +135,7 @@ class Diagnoser:
             return Cause.LOOP
         if trace.timed_out or not outcome.reached:
             return Cause.TIMEOUT
-        return Cause.MISSING_REQUIREMENT if succeeded_elsewhere else Cause.NO_EFFECT
+        return Cause.MISSING_REQUIREMENT if may_lack_requirement else Cause.NO_EFFECT
 
     def _deadlock(self, subgoal: Subgoal, cause: Cause, detail: str) -> tuple[Cause, str]:
         """The same failure three times across two or more subgoals is a deadlock."""
@@ -144,6 +145,15 @@ class Diagnoser:
             self.recent_failures.clear()
             return Cause.DEADLOCK, f"{cause} repeated across {', '.join(sorted(set(same)))}"
         return cause, detail
+
+
+def may_lack_requirement(worked_elsewhere: bool, skill: Skill | None,
+                         facts: frozenset[str]) -> bool:
+    """Can a failure now be put down to a missing requirement? Only where the subgoal worked
+    under another condition, and its skill (if it has one) names a precondition that does
+    not hold: with everything it is known to need at hand, a failure shows no requirement,
+    only that it did nothing this time (gathering that works one time in ten, say)."""
+    return worked_elsewhere and (skill is None or not skill.applicable(facts))
 
 
 def _progress(outcome: Outcome, caused_change: bool, success: bool) -> float:

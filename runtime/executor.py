@@ -51,9 +51,9 @@ class Executor:
         self.recorder = recorder
 
     def attempt(self, subgoal: Subgoal, ep: EpisodeState,
-                worked_before: bool = False) -> ExperienceTuple:
-        """``worked_before``: the subgoal has worked under another condition (so a failure
-        now may be a missing requirement)."""
+                may_lack_requirement: bool = False) -> ExperienceTuple:
+        """``may_lack_requirement``: a failure now may be put down to a missing requirement
+        (the kit's ``may_lack_requirement``)."""
         kit = self.kit
         pre = kit.start_attempt(subgoal, ep)
         trace = Trace()
@@ -80,7 +80,7 @@ class Executor:
         finally:
             controller.close()
         outcome = outcome or Outcome(reached=False, detail="interrupted")
-        post, diagnosis = kit.finish_attempt(subgoal, pre, ep, trace, outcome, worked_before)
+        post, diagnosis = kit.finish_attempt(subgoal, pre, ep, trace, outcome, may_lack_requirement)
         return ExperienceTuple(
             episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
             subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)

@@ -36,7 +36,7 @@ from cairn.experience.records import (
 )
 from cairn.perception.percept import UNKNOWN, Percept
 from cairn.runtime.controllers import Outcome
-from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace
+from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace, may_lack_requirement
 from cairn.runtime.learning import SubgoalRules
 from cairn.runtime.map_kit import by_name_actions
 from cairn.runtime.planner import PlanContext, Planner
@@ -134,8 +134,10 @@ class FirstPersonKit:
         cell = self._nearest(subgoal.target)
         return float("inf") if cell is None else 1.0 + abs(cell[0]) + abs(cell[1])
 
-    def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
-        return self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
+    def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
+        worked = self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
+        skill = ctx.skills.get(subgoal.key) if ctx.skills is not None else None
+        return may_lack_requirement(worked, skill, ctx.state.facts())
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         summary = self.learner.store.summary(subgoal, condition)
@@ -190,7 +192,7 @@ class FirstPersonKit:
         trace.positions.append(HERE)
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
-                       outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
+                       outcome: Outcome, may_lack_requirement: bool) -> tuple[State, Diagnosis]:
         if self._building is not None and outcome is not self._building:
             outcome = self._building  # cut off before it returned: judge what it did
             if outcome.target_before is not None:
@@ -200,7 +202,7 @@ class FirstPersonKit:
         if subgoal.controller in ("interact", "use") and not effects:
             outcome.effect = False
         diagnosis = self.diagnoser.diagnose(subgoal, pre, post, trace, outcome, [],
-                                            worked_before, effects)
+                                            may_lack_requirement, effects)
         diagnosis.target = (0, 0) if outcome.target_before is not None else None
         return post, diagnosis
 

@@ -40,7 +40,9 @@ class Kit(Protocol):
 
     def context(self, ep: EpisodeState) -> PlanContext: ...
 
-    def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool: ...
+    def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
+        """Could failing at ``subgoal`` now be for a missing requirement (it worked under
+        another condition, and not everything its skill needs holds)?"""
 
     def start_attempt(self, subgoal: Subgoal, ep: EpisodeState) -> State:
         """The pre-state of an attempt at ``subgoal``."""
@@ -64,7 +66,7 @@ class Kit(Protocol):
         """Perceive the frame after ``action`` and update the belief."""
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
-                       outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]: ...
+                       outcome: Outcome, may_lack_requirement: bool) -> tuple[State, Diagnosis]: ...
 
     def learning_facts(self) -> dict[str, Any]:
         """What the family's distillation rules read of the belief besides the attempt

@@ -171,7 +171,7 @@ class Replay(Executor):
         controller departed from the recording, how."""
         kit, subgoal = self.kit, recorded.subgoal
         ctx = kit.context(ep)
-        worked_before = kit.worked_before(subgoal, ctx)
+        may_lack_requirement = kit.may_lack_requirement(subgoal, ctx)
         pre = kit.start_attempt(subgoal, ep)
         watcher = Watcher(kit.world, self.roles)
         expected = [self.env.action_names[i] for i in recorded.primitives]
@@ -194,7 +194,7 @@ class Replay(Executor):
                 primitives.append(self._watched(action, ep, trace, watcher))
             trace.timed_out = trace.steps >= budget and not ep.done
             outcome = watcher.outcome(subgoal)
-        attempt = self._finish(subgoal, pre, ep, trace, outcome, worked_before, primitives)
+        attempt = self._finish(subgoal, pre, ep, trace, outcome, may_lack_requirement, primitives)
         chosen_by = getattr(recorded.diagnosis, "planner", "")
         if chosen_by:  # who chose the subgoal is part of the record, not of its diagnosis
             attempt.diagnosis.planner = chosen_by
@@ -211,8 +211,8 @@ class Replay(Executor):
         trace, primitives = Trace(), []
         outcome, _ = self._drive(cut.run(), ep, trace, primitives, watcher, cut.budget)
         subgoal = cut.subgoal
-        worked_before = kit.worked_before(subgoal, ctx)
-        return self._finish(subgoal, pre, ep, trace, outcome, worked_before, primitives)
+        may_lack_requirement = kit.may_lack_requirement(subgoal, ctx)
+        return self._finish(subgoal, pre, ep, trace, outcome, may_lack_requirement, primitives)
 
     def _drive(self, controller, ep: EpisodeState, trace: Trace, primitives: list[int],
                watcher: Watcher, budget: int, expected: list[str] | None = None,
@@ -287,11 +287,11 @@ class Replay(Executor):
         return index
 
     def _finish(self, subgoal: Subgoal, pre: Any, ep: EpisodeState, trace: Trace,
-                outcome: Outcome | None, worked_before: bool, primitives: list[int]
+                outcome: Outcome | None, may_lack_requirement: bool, primitives: list[int]
                 ) -> ExperienceTuple:
         outcome = outcome or Outcome(reached=False, detail="interrupted")
         post, diagnosis = self.kit.finish_attempt(subgoal, pre, ep, trace, outcome,
-                                                  worked_before)
+                                                  may_lack_requirement)
         return ExperienceTuple(
             episode=ep.episode, step_start=pre.step, step_end=post.step, pre=pre,
             subgoal=subgoal, primitives=primitives, diagnosis=diagnosis, post=post)

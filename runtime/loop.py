@@ -187,7 +187,7 @@ class Agent:
                 ep.end = self.planner.last_reason or "stuck"
                 break
             explored += self.planner.last_reason.startswith("explore")
-            attempt = executor.attempt(subgoal, ep, self.kit.worked_before(subgoal, ctx))
+            attempt = executor.attempt(subgoal, ep, self.kit.may_lack_requirement(subgoal, ctx))
             attempt.diagnosis.planner = getattr(self.planner, "last_event", "")
             self._keep(attempt, recorder)
             if self.sight is not None:

@@ -25,7 +25,7 @@ from cairn.experience.records import (
 )
 from cairn.perception.percept import UNKNOWN, Percept
 from cairn.runtime.controllers import TRAITS, AttemptView, Controllers, Outcome
-from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace
+from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace, may_lack_requirement
 from cairn.runtime.learning import SubgoalRules
 from cairn.runtime.planner import PlanContext, Planner
 from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
@@ -100,10 +100,10 @@ class MapKit:
             by_name=self.by_name, can_sleep=self.config.actions.sleep is not None,
             stats=self._stats, skills=self.learner.skills, guardrails=guardrails)
 
-    def worked_before(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
-        """Has this subgoal succeeded under some other condition (a requirement may be
-        missing)?"""
-        return self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
+    def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
+        worked = self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
+        skill = ctx.skills.get(subgoal.key) if ctx.skills is not None else None
+        return may_lack_requirement(worked, skill, ctx.state.facts())
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         """(attempts, successes) at ``subgoal`` under ``condition`` (None: any). Without
@@ -176,7 +176,7 @@ class MapKit:
         self._view.reward = trace.reward
 
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
-                       outcome: Outcome, worked_before: bool) -> tuple[State, Diagnosis]:
+                       outcome: Outcome, may_lack_requirement: bool) -> tuple[State, Diagnosis]:
         world = self.world
         post = snapshot(world, ep.step)
         changed = _changed_tiles(world, self._center, self._region_before,
@@ -185,7 +185,7 @@ class MapKit:
         if subgoal.controller in TRAITS.by_effect and all(map(_loss, effects)):
             outcome.effect = False  # drift mid-attempt, or only a loss (a cost, a blow)
         diagnosis = self.diagnoser.diagnose(
-            subgoal, pre, post, trace, outcome, changed, worked_before, effects)
+            subgoal, pre, post, trace, outcome, changed, may_lack_requirement, effects)
         diagnosis.target = outcome.target
         if self.learner.mode == "off":
             self._count_own(subgoal.key, pre, diagnosis.success)

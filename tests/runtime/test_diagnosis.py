@@ -6,9 +6,11 @@ import pytest
 from cairn.envs.crafter import CrafterGame
 from cairn.experience.records import Cause, Subgoal
 from cairn.experience.store import ExperienceStore
+from cairn.runtime.diagnosis import may_lack_requirement
 from cairn.runtime.executor import EpisodeState, Executor
 from cairn.runtime.learning import Learner
 from cairn.runtime.map_kit import MapKit
+from cairn.skills.model import Skill
 
 TREE_AND_STONE_SEED = 9  # in a 32x32 world: a tree and stone in view at the start
 
@@ -55,8 +57,22 @@ def test_hitting_stone_without_a_pickaxe_has_no_effect(small_world, store, craft
 def test_no_effect_after_success_elsewhere_is_a_suspected_missing_requirement(
         small_world, store, crafter_config, rng):
     executor, ep = start(small_world, store, crafter_config, rng, TREE_AND_STONE_SEED)
-    attempt = executor.attempt(Subgoal("interact", "stone"), ep, worked_before=True)
+    attempt = executor.attempt(Subgoal("interact", "stone"), ep, may_lack_requirement=True)
     assert attempt.diagnosis.cause == Cause.MISSING_REQUIREMENT
+
+
+def test_a_requirement_is_suspected_only_where_a_known_one_is_missing():
+    gather = Skill("interact:grass", [], [], ["sapling+1"], successes=3, attempts=30,
+                   rewarded=0)
+    craft = Skill("use:make_x", [], ["near:bench", "wood>=1"], ["x+1"], successes=5, attempts=5,
+                  rewarded=1)
+    facts = frozenset({"near:bench", "wood>=1"})
+    # Everything its skill needs held: failing shows no requirement (a one-in-ten gather).
+    assert not may_lack_requirement(True, gather, facts)
+    assert not may_lack_requirement(True, craft, facts)
+    assert may_lack_requirement(True, craft, frozenset({"wood>=1"}))  # away from the bench
+    assert may_lack_requirement(True, None, facts)  # worked elsewhere, nothing known yet
+    assert not may_lack_requirement(False, None, facts)  # never worked: nothing to miss
 
 
 def test_standing_still_is_stagnation(small_world, store, crafter_config, rng):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cairn.experience.records import Cause, Diagnosis, State, Subgoal, split_counter_effect
 from cairn.runtime.controllers import Outcome
-from cairn.skills.model import Skill
+from cairn.runtime.planner import PlanContext
 
 DEADLOCK_REPEATS = 3
 DEADLOCK_WINDOW = 6
@@ -147,13 +147,16 @@ class Diagnoser:
         return cause, detail
 
 
-def may_lack_requirement(worked_elsewhere: bool, skill: Skill | None,
-                         facts: frozenset[str]) -> bool:
-    """Can a failure now be put down to a missing requirement? Only where the subgoal worked
-    under another condition, and its skill (if it has one) names a precondition that does
-    not hold: with everything it is known to need at hand, a failure shows no requirement,
-    only that it did nothing this time (gathering that works one time in ten, say)."""
-    return worked_elsewhere and (skill is None or not skill.applicable(facts))
+def may_lack_requirement(subgoal: Subgoal, ctx: PlanContext) -> bool:
+    """Can failing at ``subgoal`` now be put down to a missing requirement? Only where it
+    worked under another condition (``ctx.stats``), and its skill (if it has one) names a
+    precondition that does not hold: with everything it is known to need at hand, a failure
+    shows no requirement, only that it did nothing this time (gathering that works one time
+    in ten, say)."""
+    if ctx.stats(subgoal.key, None)[1] <= ctx.stats(subgoal.key, ctx.condition)[1]:
+        return False
+    skill = ctx.skills.get(subgoal.key) if ctx.skills is not None else None
+    return skill is None or not skill.applicable(ctx.state.facts())
 
 
 def _progress(outcome: Outcome, caused_change: bool, success: bool) -> float:

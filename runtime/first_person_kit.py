@@ -135,9 +135,7 @@ class FirstPersonKit:
         return float("inf") if cell is None else 1.0 + abs(cell[0]) + abs(cell[1])
 
     def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
-        worked = self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
-        skill = ctx.skills.get(subgoal.key) if ctx.skills is not None else None
-        return may_lack_requirement(worked, skill, ctx.state.facts())
+        return may_lack_requirement(subgoal, ctx)
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         summary = self.learner.store.summary(subgoal, condition)

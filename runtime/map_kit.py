@@ -101,9 +101,7 @@ class MapKit:
             stats=self._stats, skills=self.learner.skills, guardrails=guardrails)
 
     def may_lack_requirement(self, subgoal: Subgoal, ctx: PlanContext) -> bool:
-        worked = self._stats(subgoal.key, None)[1] > self._stats(subgoal.key, ctx.condition)[1]
-        skill = ctx.skills.get(subgoal.key) if ctx.skills is not None else None
-        return may_lack_requirement(worked, skill, ctx.state.facts())
+        return may_lack_requirement(subgoal, ctx)
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         """(attempts, successes) at ``subgoal`` under ``condition`` (None: any). Without

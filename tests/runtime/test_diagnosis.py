@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from cairn.envs.crafter import CrafterGame
-from cairn.experience.records import Cause, Subgoal
+from cairn.experience.records import Cause, State, Subgoal, condition_signature
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.diagnosis import may_lack_requirement
 from cairn.runtime.executor import EpisodeState, Executor
 from cairn.runtime.learning import Learner
 from cairn.runtime.map_kit import MapKit
+from cairn.runtime.planner import PlanContext
+from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
 
 TREE_AND_STONE_SEED = 9  # in a 32x32 world: a tree and stone in view at the start
@@ -61,18 +63,32 @@ def test_no_effect_after_success_elsewhere_is_a_suspected_missing_requirement(
     assert attempt.diagnosis.cause == Cause.MISSING_REQUIREMENT
 
 
+def suspect(subgoal, skill, counters, near=(), worked_elsewhere=True):
+    """``may_lack_requirement`` for ``subgoal`` in a state holding ``counters`` next to
+    ``near``, with ``skill`` (or none) learned for it."""
+    state = State(0, (0, 0), (1, 0), dict(counters), "grass", [[None, *near]], [])
+    library = SkillLibrary()
+    if skill is not None:
+        library.update(skill)
+    condition = condition_signature(state.predicates())
+    elsewhere = (3, 3) if worked_elsewhere else (0, 0)
+    ctx = PlanContext(state, condition, [], False,
+                      lambda key, where: elsewhere if where is None else (2, 0), library)
+    return may_lack_requirement(Subgoal.parse(subgoal), ctx)
+
+
 def test_a_requirement_is_suspected_only_where_a_known_one_is_missing():
     gather = Skill("interact:grass", [], [], ["sapling+1"], successes=3, attempts=30,
                    rewarded=0)
     craft = Skill("use:make_x", [], ["near:bench", "wood>=1"], ["x+1"], successes=5, attempts=5,
                   rewarded=1)
-    facts = frozenset({"near:bench", "wood>=1"})
     # Everything its skill needs held: failing shows no requirement (a one-in-ten gather).
-    assert not may_lack_requirement(True, gather, facts)
-    assert not may_lack_requirement(True, craft, facts)
-    assert may_lack_requirement(True, craft, frozenset({"wood>=1"}))  # away from the bench
-    assert may_lack_requirement(True, None, facts)  # worked elsewhere, nothing known yet
-    assert not may_lack_requirement(False, None, facts)  # never worked: nothing to miss
+    assert not suspect("interact:grass", gather, {"wood": 1}, ["bench"])
+    assert not suspect("use:make_x", craft, {"wood": 1}, ["bench"])
+    assert suspect("use:make_x", craft, {"wood": 1})  # away from the bench
+    assert suspect("use:make_x", None, {"wood": 1}, ["bench"])  # worked elsewhere, nothing known
+    assert not suspect("use:make_x", None, {"wood": 1}, ["bench"],
+                       worked_elsewhere=False)  # never worked: nothing to miss
 
 
 def test_standing_still_is_stagnation(small_world, store, crafter_config, rng):

@@ -79,6 +79,8 @@ WHERE t.tag = ? ORDER BY t.attempt DESC LIMIT ?
 """
 _BY_EPISODE = "SELECT id, payload FROM attempts WHERE episode = ? ORDER BY id"
 _BY_SUBGOAL = "SELECT id, payload FROM attempts WHERE subgoal = ? ORDER BY id DESC LIMIT ?"
+_COUNTS = "SELECT sum(attempts), sum(successes) FROM summaries WHERE subgoal = ? AND condition = ?"
+_TOTALS = "SELECT subgoal, sum(attempts), sum(successes) FROM summaries GROUP BY subgoal"
 _STATS_COLUMNS = """
 SELECT {group} cause, sum(attempts), sum(successes), sum(progress_sum), sum(steps_sum),
        max(last_attempt), last_episode, max(updated_at)
@@ -244,6 +246,8 @@ class ExperienceStore:
         self._episodes = _Names(self._conn, "episodes", "name")
         self._subgoals = _Names(self._conn, "subgoals", "key")
         self._tags = _Names(self._conn, "tags", "name")
+        self._tally: dict[int, list[int]] | None = None
+        self._tally_version = -1
 
     def close(self) -> None:
         self._conn.close()
@@ -301,7 +305,19 @@ class ExperienceStore:
         for names, new in zip((self._episodes, self._subgoals, self._tags), pending,
                               strict=True):
             names.commit(new)
+        self._count_own(batch)
         return list(range(first, first + len(batch)))
+
+    def _count_own(self, batch: EncodedBatch) -> None:
+        """Add a batch this connection committed to the tally of ``counts``: SQLite's
+        ``data_version`` moves only for other connections' commits."""
+        if self._tally is None:
+            return
+        subgoal, _condition, _cause, n, ok = batch.groups[:5]
+        for position, attempts, successes in zip(subgoal, n, ok, strict=True):
+            entry = self._tally.setdefault(self._subgoals.ids[batch.subgoals[position]], [0, 0])
+            entry[0] += attempts
+            entry[1] += successes
 
     def _write(self, b: EncodedBatch, pending: tuple[dict[str, int], ...]) -> int:
         """Write ``b`` inside the open transaction; returns its first attempt's id.
@@ -394,6 +410,25 @@ class ExperienceStore:
             where, params = where + " AND condition = ?", [subgoal_id, condition]
         rows = self._conn.execute(_STATS_COLUMNS.format(group="", where=where), params)
         return _stats_from_rows(subgoal, condition, rows.fetchall(), self._episodes.name)
+
+    def counts(self, subgoal: str, condition: int | None = None) -> tuple[int, int]:
+        """(attempts, successes) at a subgoal under one condition, or under all when
+        ``condition`` is None: ``summary``'s two counts, which planners ask of every subgoal
+        they weigh. A subgoal has a summary row per condition it met, as many as its
+        attempts nearly, so the totals over all of them are tallied in memory: kept up by
+        this connection's own writes, read again once another connection has written."""
+        subgoal_id = self._subgoals.find(subgoal)
+        if subgoal_id is None:
+            return 0, 0
+        if condition is not None:
+            attempts, successes = self._conn.execute(_COUNTS, (subgoal_id, condition)).fetchone()
+            return attempts or 0, successes or 0
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._tally is None or version != self._tally_version:
+            self._tally = {s: [n, ok] for s, n, ok in self._conn.execute(_TOTALS)}
+            self._tally_version = version
+        attempts, successes = self._tally.get(subgoal_id, (0, 0))
+        return attempts, successes
 
     def subgoal_stats(self) -> dict[str, SubgoalStats]:
         """Statistics of every subgoal ever attempted, over all conditions, by subgoal key."""

@@ -22,8 +22,8 @@ class GuardrailSet:
         self.knowledge = knowledge
         self.guardrails: dict[str, Guardrail] = {}
         self._updates = 0  # update() calls, which may replace a guardrail in place
-        self._index: tuple[dict[str, Guardrail], int, int, dict[str, list[Guardrail]]] | None \
-            = None
+        self._index: tuple[dict[str, Guardrail], int, int, tuple[
+            dict[str, list[Guardrail]], list[Guardrail], set[str]]] | None = None
         if knowledge is not None:
             for entry in knowledge.current(KIND):
                 self.guardrails[entry.key] = Guardrail.from_dict(entry.body, entry.version)
@@ -91,7 +91,7 @@ class GuardrailSet:
         return guard.root_cause in HARM_ROOTS and guard.forbidden.startswith("subgoal ")
 
     def active(self) -> list[Guardrail]:
-        return [g for g in self.guardrails.values() if g.status == "active"]
+        return list(self._indexes()[1])
 
     def blocking_subgoal(self, subgoal: str, facts: frozenset[str]) -> Guardrail | None:
         """The first active guardrail that forbids ``subgoal`` in a state with ``facts``."""
@@ -106,26 +106,32 @@ class GuardrailSet:
                 if g.status == "active" and g.trigger.holds(facts)]
 
     def _by_forbidden(self) -> dict[str, list[Guardrail]]:
-        """The guardrails by what they forbid, each list in ``guardrails`` order; rebuilt
-        when ``guardrails`` is another dict, changes size or went through ``update()``
-        (a status changes in place and is read live)."""
+        """The guardrails by what they forbid, each list in ``guardrails`` order."""
+        return self._indexes()[0]
+
+    def _indexes(self) -> tuple[dict[str, list[Guardrail]], list[Guardrail], set[str]]:
+        """What the planner asks of the whole set every time it plans (the guardrails by
+        what they forbid, the active ones, the harmful kinds), worked out once per change:
+        again when ``guardrails`` is another dict, changes size or went through
+        ``update()``, which every change of status here goes through."""
         guardrails, cached = self.guardrails, self._index
         if cached is None or cached[0] is not guardrails or cached[1] != len(guardrails) \
                 or cached[2] != self._updates:
             index: dict[str, list[Guardrail]] = {}
+            kinds: set[str] = set()
             for guard in guardrails.values():
                 index.setdefault(guard.forbidden, []).append(guard)
-            cached = self._index = (guardrails, len(guardrails), self._updates, index)
+                if guard.root_cause in HARM_ROOTS and guard.status != "retired":
+                    kinds.update(f.split(":", 1)[1] for f in guard.trigger.all_of
+                                 if f.startswith(("near:", "see:")))
+            active = [g for g in guardrails.values() if g.status == "active"]
+            cached = self._index = (guardrails, len(guardrails), self._updates,
+                                    (index, active, kinds))
         return cached[3]
 
     def harmful_kinds(self) -> set[str]:
         """Kinds named by guardrails about harm (``near:K`` / ``see:K`` in their triggers)."""
-        kinds = set()
-        for guard in self.guardrails.values():
-            if guard.root_cause in ("damage_taken", "died") and guard.status != "retired":
-                kinds.update(f.split(":", 1)[1] for f in guard.trigger.all_of
-                             if f.startswith(("near:", "see:")))
-        return kinds
+        return set(self._indexes()[2])
 
     def forbidden_entries(self) -> set[str]:
         """Tile kinds the agent must not step onto."""

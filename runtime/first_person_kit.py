@@ -138,8 +138,7 @@ class FirstPersonKit:
         return may_lack_requirement(subgoal, ctx)
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
-        summary = self.learner.store.summary(subgoal, condition)
-        return summary.attempts, summary.successes
+        return self.learner.store.counts(subgoal, condition)
 
     def _world_facts(self) -> WorldFacts:
         return WorldFacts(set(self._seen), set(), dict(self._highest), [])

@@ -109,8 +109,7 @@ class MapKit:
         if self.learner.mode == "off":
             attempts, successes = self._own.get((subgoal, condition), (0, 0))
             return attempts, successes
-        summary = self.learner.store.summary(subgoal, condition)
-        return summary.attempts, summary.successes
+        return self.learner.store.counts(subgoal, condition)
 
     def _count_own(self, subgoal: str, pre: State, success: bool) -> None:
         for key in ((subgoal, condition_signature(pre.predicates())), (subgoal, None)):

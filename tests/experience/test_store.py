@@ -160,6 +160,37 @@ def test_another_process_reads_what_one_wrote(tmp_path, tuples):
     assert explores == sum(t.subgoal.key == "explore" for t in tuples)
 
 
+def test_counts_agree_with_the_summaries_as_this_and_another_connection_write(tmp_path,
+                                                                           tuples):
+    """``counts`` under all conditions comes from a tally kept in memory: it must follow
+    the writes of its own connection, and notice those of another one."""
+    path = tmp_path / "tally.db"
+
+    def agree(reader: ExperienceStore) -> None:
+        for sub in SUBGOALS:
+            stats = reader.summary(sub.key)
+            assert reader.counts(sub.key) == (stats.attempts, stats.successes)
+            sig = tuples[0].condition
+            one = reader.summary(sub.key, sig)
+            assert reader.counts(sub.key, sig) == (one.attempts, one.successes)
+        assert reader.counts("never:tried") == (0, 0)
+
+    with ExperienceStore(path) as mine, ExperienceStore(path) as other:
+        mine.add_many(tuples[:50])
+        agree(mine)  # the tally is made
+        mine.add_many(tuples[50:100])
+        agree(mine)  # ... and kept up by its own writes
+        other.add_many(tuples[100:150])
+        agree(mine)  # ... and made again after another connection's
+        agree(other)
+        mine.add(tuples[150])
+        other.add_many(tuples[151:])
+        agree(mine)
+        agree(other)
+        explores = sum(t.subgoal.key == "explore" for t in tuples)
+        assert mine.counts("explore")[0] == explores > 0
+
+
 def test_add_many_is_all_or_nothing(tmp_path, tuples):
     path = tmp_path / "atomic.db"
     with ExperienceStore(path) as s:

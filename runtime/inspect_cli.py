@@ -48,6 +48,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--status", choices=(*LIST_ORDER, "all"), action="append",
                          help="list only this status (repeatable; 'all' lists every one, "
                               "retired included)")
+    listing.add_argument("--cause", action="append", metavar="ROOT_CAUSE",
+                         help="list only this root cause (repeatable): died, damage_taken, "
+                              "missing_requirement, no_effect, ...")
+    listing.add_argument("--forbids", metavar="TEXT",
+                         help="list only guardrails whose forbidden operation contains TEXT "
+                              "(a subgoal such as interact:water, or enter, primitive)")
     show = g_sub.add_parser("show", help="one guardrail with its evidence", parents=[store])
     show.add_argument("id", help="guardrail id (g-xxxxxxxx), as 'list' prints it")
     show.add_argument("--runs", default="runs",
@@ -105,26 +111,33 @@ def cmd_skills(args: argparse.Namespace) -> int:
 LIST_ORDER = ("active", "candidate", "disabled", "retired")
 
 
-def _list_guardrails(entries: list, statuses: list[str] | None) -> None:
-    """The guardrails of the chosen statuses (default: all but retired), then a count of
-    each status so that what is hidden is never a surprise."""
+def _list_guardrails(entries: list, statuses: list[str] | None,
+                     causes: list[str] | None = None, forbids: str | None = None) -> None:
+    """The guardrails of the chosen statuses (default: all but retired), root causes and
+    forbidden operations, then a count of each status so that what is hidden is never a
+    surprise."""
     wanted = set(LIST_ORDER) if statuses and "all" in statuses else \
         set(statuses or LIST_ORDER[:-1])
-    shown = sorted((e for e in entries if e.status in wanted),
+    shown = sorted((e for e in entries if e.status in wanted
+                    and (not causes or e.body["root_cause"] in causes)
+                    and (not forbids or forbids in e.body["forbidden"])),
                    key=lambda e: (LIST_ORDER.index(e.status) if e.status in LIST_ORDER
                                   else len(LIST_ORDER), e.body["forbidden"], e.trigger, e.key))
     if not entries:
         print("no guardrails yet")
         return
-    print(f"{'id':<11} {'status':<9} {'conf':>5} {'evid':>4}  {'forbidden':<32} trigger")
+    print(f"{'id':<11} {'status':<9} {'root cause':<19} {'conf':>5} {'evid':>4}  "
+          f"{'forbidden':<32} trigger")
     for e in shown:
         b = e.body
-        print(f"{e.key:<11} {e.status:<9} {b['confidence']:>5.2f} "
+        print(f"{e.key:<11} {e.status:<9} {b['root_cause']:<19} {b['confidence']:>5.2f} "
               f"{len(b['evidence']):>4}  {b['forbidden']:<32} {e.trigger}")
     counts = {s: sum(e.status == s for e in entries) for s in LIST_ORDER}
     hidden = len(entries) - len(shown)
+    how = "--status all lists them" if not causes and not forbids else \
+        "left out by --status, --cause or --forbids"
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + (f"; {hidden} not listed (--status all lists them)" if hidden else ""))
+          + (f"; {hidden} not listed ({how})" if hidden else ""))
 
 
 def cmd_guardrails(args: argparse.Namespace) -> int:
@@ -133,7 +146,7 @@ def cmd_guardrails(args: argparse.Namespace) -> int:
     with _open(args.store, writable=args.action in ("disable", "enable")) as store:
         k = store.knowledge
         if args.action == "list":
-            _list_guardrails(k.current(KIND), args.status)
+            _list_guardrails(k.current(KIND), args.status, args.cause, args.forbids)
         elif args.action == "show":
             entry = k.get(KIND, args.id)
             if entry is None:

@@ -201,3 +201,28 @@ def test_guardrails_list_puts_active_first_and_counts_what_it_hides(table_store,
     assert main(["guardrails", "--store", str(table_store), "list", "--status", "retired"]) == 0
     only = capsys.readouterr().out.splitlines()[1:-1]
     assert {r.split()[1] for r in only} == {"retired"} and len(only) == hidden
+
+
+def test_guardrails_list_names_root_causes_and_filters_by_cause_and_operation(
+        table_store, capsys):
+    harm = [Guardrail("died", "test", Trigger(all_of=["see:zombie"]), f"subgoal {s}",
+                      "subgoal", [1]) for s in ("interact:water", "interact:tree")]
+    with ExperienceStore(table_store) as store:
+        for guard in harm:
+            GuardrailSet(store.knowledge).update(guard)
+        every = store.knowledge.current("guardrail")
+    current = [e for e in every if e.status != "retired"]
+    args = ["guardrails", "--store", str(table_store), "list"]
+    assert main(args) == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    assert sorted(r.split()[2] for r in rows) == sorted(e.body["root_cause"] for e in current)
+    assert main(args + ["--cause", "died"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    died = {e.key for e in current if e.body["root_cause"] == "died"}
+    assert {r.split()[0] for r in out[1:-1]} == died >= {g.id for g in harm}
+    assert len(died) < len(current)  # something else was left out
+    assert out[-1].endswith(f"; {len(every) - len(died)} not listed (left out by --status, "
+                            "--cause or --forbids)")
+    assert main(args + ["--cause", "died", "--forbids", "interact:water"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [r.split()[0] for r in out[1:-1]] == [harm[0].id]

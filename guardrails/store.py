@@ -118,13 +118,15 @@ class GuardrailSet:
         if cached is None or cached[0] is not guardrails or cached[1] != len(guardrails) \
                 or cached[2] != self._updates:
             index: dict[str, list[Guardrail]] = {}
+            active: list[Guardrail] = []
             kinds: set[str] = set()
             for guard in guardrails.values():
                 index.setdefault(guard.forbidden, []).append(guard)
+                if guard.status == "active":
+                    active.append(guard)
                 if guard.root_cause in HARM_ROOTS and guard.status != "retired":
                     kinds.update(f.split(":", 1)[1] for f in guard.trigger.all_of
                                  if f.startswith(("near:", "see:")))
-            active = [g for g in guardrails.values() if g.status == "active"]
             cached = self._index = (guardrails, len(guardrails), self._updates,
                                     (index, active, kinds))
         return cached[3]

@@ -2,7 +2,7 @@
 worlds and name each death's cause from Crafter's privileged state (to measure only):
 lava, an attacker's blow (a zombie, awake or asleep; an arrow), a need at zero, or other.
 
-    python -m bench.crafter_deaths STORE --episodes 20 [--seed 100000] [--json out.json]
+    python -m bench.crafter_deaths STORE [--episodes 100] [--seed 100000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", help="experience store whose knowledge is played, frozen")
     parser.add_argument("--config", default=str(ROOT / "configs" / "crafter.yaml"))
-    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=100000, help="first held-out world seed")
     parser.add_argument("--json", help="write the episodes and the tally here")
     args = parser.parse_args(argv)

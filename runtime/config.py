@@ -170,6 +170,11 @@ class PlannerConfig:
     """A key that pauses and resumes a real-time desktop game while the model thinks."""
     task: str | None = None
     """One sentence saying what to achieve (None: a generic one)."""
+    experiments: bool | None = None
+    """Whether the kit's planner makes attempts only to learn from them: exploring while a
+    goal could be pursued, doubting a precondition, letting a harm guardrail's subgoal
+    through to test it. None: when the attempts are learned from (``learning: learn``, its
+    workers included); a frozen run plays what it knows."""
 
 
 @dataclass
@@ -214,6 +219,13 @@ class RunConfig:
     @property
     def family(self) -> str:
         return game_family(self.game)
+
+    @property
+    def experiments(self) -> bool:
+        """``planner.experiments``, with None resolved by the learning mode."""
+        if self.planner.experiments is not None:
+            return self.planner.experiments
+        return self.learning == "learn"
 
     def game_adapter(self) -> Game:
         """The game adapter this config names; the board section is what it may read

@@ -103,7 +103,7 @@ class FirstPersonKit:
 
     def planner(self) -> Planner:
         return SymbolicPlanner(self.learner.skills, self.learner.guardrails, self.rng,
-                               self._world_facts)
+                               self._world_facts, experiments=self.config.experiments)
 
     def _new_episode(self) -> None:
         self.monitor = MotionMonitor(self.config.agent.stagnation_window)

@@ -57,13 +57,18 @@ class WorldFacts:
 class SymbolicPlanner:
     def __init__(self, skills: SkillLibrary, guardrails: GuardrailSet,
                  rng: np.random.Generator,
-                 world_facts: Callable[[], WorldFacts] | None = None):
+                 world_facts: Callable[[], WorldFacts] | None = None,
+                 experiments: bool = True):
+        """``experiments``: make attempts only to learn from them (explore while a goal
+        could be pursued, doubt, probation); a run that learns nothing from its attempts
+        plays what it knows."""
         self.skills = skills
         self.guardrails = guardrails
         self.rng = rng
         self.world_facts = world_facts
-        self.explore_share = EXPLORE_SHARE
-        self.doubt_share = DOUBT
+        self.explore_share = EXPLORE_SHARE if experiments else 0.0
+        self.doubt_share = DOUBT if experiments else 0.0
+        self.probation = PROBATION if experiments else 0.0
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
@@ -218,7 +223,7 @@ class SymbolicPlanner:
     def _allowed(self, subgoal: Subgoal, facts: frozenset[str], ctx: PlanContext) -> bool:
         blocking = self.guardrails.blocking_subgoal_all(subgoal.key, facts)
         if blocking and not (all(self.guardrails.on_probation(g) for g in blocking)
-                             and self.rng.random() < PROBATION):
+                             and self.rng.random() < self.probation):
             return False
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 

@@ -47,8 +47,10 @@ class EpisodeWorker:
 
     def __init__(self, config: RunConfig, worker: int, run_id: str, run_dir: Path | None,
                  scratch: Path):
+        # The owner learns from what a worker plays: its planner experiments as the owner's would.
         frozen = "frozen" if config.learning == "learn" else config.learning
-        self.config = dataclasses.replace(config, learning=frozen, workers=1)
+        planner = dataclasses.replace(config.planner, experiments=config.experiments)
+        self.config = dataclasses.replace(config, learning=frozen, workers=1, planner=planner)
         self.worker, self.run_id, self.run_dir = worker, run_id, run_dir
         self.scratch = scratch / f"worker-{worker}"
         self.agent: Agent | None = None

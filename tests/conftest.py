@@ -189,6 +189,7 @@ def planner_copy():
         planner = SymbolicPlanner(skills, guards, np.random.default_rng(seed),
                                   inner.world_facts)
         planner.explore_share = inner.explore_share
+        planner.doubt_share, planner.probation = inner.doubt_share, inner.probation
         planner.rewarded_this_episode = set(inner.rewarded_this_episode)
         planner.tried = dict(inner.tried)
         planner.failed_here = dict(inner.failed_here)

@@ -107,7 +107,7 @@ def test_only_harm_guardrails_on_subgoals_are_put_on_probation():
     assert not GuardrailSet.on_probation(guard("missing_requirement", "subgoal use:x"))
 
 
-def choices(root, n=2000):
+def choices(root, n=2000, experiments=True):
     """What a planner picks, ``n`` times, at night with a guardrail of ``root`` cause
     forbidding ``use:rest`` then (None: no guardrail)."""
     guards = GuardrailSet()
@@ -115,7 +115,7 @@ def choices(root, n=2000):
         guards.update(Guardrail(root, "test", Trigger(all_of=["tag:night"]), "subgoal use:rest",
                                 "subgoal", [1]))
     planner = SymbolicPlanner(SkillLibrary(), guards, np.random.default_rng(0),
-                              lambda: WorldFacts(set(), set(), {}))
+                              lambda: WorldFacts(set(), set(), {}), experiments=experiments)
     state = State(0, (0, 0), (1, 0), {}, "grass", [["grass"]], ["grass"], ["night"])
     ctx = PlanContext(state, condition_signature(state.predicates()), ["rest", "dig"], False,
                       lambda *_: (0, 0))
@@ -129,6 +129,11 @@ def test_the_planner_breaks_a_harm_guardrail_now_and_then_to_test_it():
     assert free["use:rest"] > 400
     assert 0 < harm["use:rest"] < 2 * PROBATION * free["use:rest"]
     assert harm["use:rest"] > 0.5 * PROBATION * free["use:rest"]
+
+
+def test_a_planner_that_makes_no_experiments_never_breaks_a_guardrail():
+    assert choices(None, experiments=False)["use:rest"] > 400
+    assert choices("damage_taken", experiments=False)["use:rest"] == 0
 
 
 def test_a_candidate_contradicted_in_the_same_situation_is_retired():

@@ -17,6 +17,14 @@ def test_the_shipped_crafter_config_loads():
     assert config.actions.moves["move_up"] == [-1, 0]
 
 
+def test_the_planner_experiments_only_where_its_attempts_are_learned_from():
+    crafter = ROOT / "configs" / "crafter.yaml"
+    assert load_config(crafter).experiments
+    assert not load_config(crafter, {"learning": "frozen"}).experiments
+    assert not load_config(crafter, {"planner.experiments": False}).experiments
+    assert load_config(crafter, {"learning": "frozen", "planner.experiments": True}).experiments
+
+
 MINIMAL = "game: crafter\nactions: {noop: noop, interact: do, moves: {move_up: [-1, 0]}}\n"
 
 

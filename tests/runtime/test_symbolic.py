@@ -46,6 +46,21 @@ def planner(guards=None, known=("tree", "bench")):
     return planner
 
 
+def test_without_experiments_a_goal_is_always_pursued_while_there_is_one():
+    def picks(experiments):
+        library = planner().skills
+        p = SymbolicPlanner(library, GuardrailSet(), np.random.default_rng(0),
+                            lambda: WorldFacts({"tree", "bench"}, set(), {}),
+                            experiments=experiments)
+        ctx = context({"wood": 1}, near=["bench"])
+        return [p.next_subgoal(ctx).key for _ in range(400)]
+
+    learning, playing = picks(True), picks(False)
+    assert set(playing) == {"use:make_x"}
+    # Learning, a quarter of its choices explore (the goal is among what it may try then).
+    assert 0.05 < 1 - learning.count("use:make_x") / len(learning) < 0.3
+
+
 def test_missing_counter_is_gathered_first():
     assert planner().next_subgoal(context({"wood": 0})).key == "interact:tree"
 

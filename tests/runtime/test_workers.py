@@ -1,6 +1,7 @@
 """Workers under a real local Ray cluster (2 CPUs, started here) playing real Crafter worlds
 into one real store: what arrives, what the next batch knows, what a killed worker leaves."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from cairn.envs.x11 import Terminated  # noqa: E402
 from cairn.experience.episodes import load_episode  # noqa: E402
 from cairn.experience.store import ExperienceStore  # noqa: E402
 from cairn.runtime.config import load_config  # noqa: E402
+from cairn.runtime.worker import EpisodeWorker  # noqa: E402
 from cairn.runtime.workers import (  # noqa: E402
     LOST,
     MAX_DEATHS_IN_A_ROW,
@@ -69,6 +71,14 @@ def test_two_workers_fill_one_store_and_later_episodes_know_earlier_ones(cluster
     for i in range(4):
         episode = load_episode(tmp_path / "runs" / f"episode-{i:03d}")
         assert episode.finished and len(episode.actions) == run.results[i].steps
+
+
+def test_a_worker_plays_frozen_but_experiments_when_its_owner_learns(tmp_path):
+    learning = config(tmp_path, 1, 10)
+    worker = EpisodeWorker(learning, 0, "run", None, tmp_path).config
+    assert worker.learning == "frozen" and worker.experiments
+    frozen = dataclasses.replace(learning, learning="frozen")
+    assert not EpisodeWorker(frozen, 0, "run", None, tmp_path).config.experiments
 
 
 def test_the_same_config_gives_the_same_run(cluster, tmp_path):

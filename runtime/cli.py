@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop each episode after this many env steps")
     run.add_argument("--learning", choices=["learn", "frozen", "off"],
                      help="learn: distil skills and guardrails as it plays (default); "
-                          "frozen: use stored knowledge without adding; off: no knowledge")
+                          "frozen: play stored knowledge, adding none and making no "
+                          "attempt only to learn (planner.experiments); off: no knowledge")
     run.add_argument("--workers", type=int,
                      help="episodes played at once, each by its own Ray worker process; "
                           "knowledge is distilled between batches of that many episodes "

@@ -154,7 +154,10 @@ class SymbolicPlanner:
                 goals += [("need", s) for s in self.skills.raising(counter)[:1]]
         todo = [s for s in self.skills.rewarding()
                 if s.subgoal not in self.rewarded_this_episode]
-        todo.sort(key=lambda s: (len(s.preconditions), -s.success_rate, s.subgoal))
+        # Cheapest reward first: what a success costs, once more for each precondition (a
+        # rough count of what must be had first). The day is short; a reward that takes
+        # forty steps waits for the ones that take five.
+        todo.sort(key=lambda s: (s.steps_per_success * (1 + len(s.preconditions)), s.subgoal))
         goals += [("reward", s) for s in todo]
         return goals
 

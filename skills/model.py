@@ -39,6 +39,13 @@ class Skill:
     def success_rate(self) -> float:
         return self.successes / max(self.attempts, 1)
 
+    @property
+    def steps_per_success(self) -> float:
+        """What one success costs in steps: a successful attempt's median length over the
+        success rate (a rate under 5% counts as 5%)."""
+        steps = max((p.get("median_steps") or 1 for p in self.procedure), default=1)
+        return max(steps, 1) / max(self.success_rate, 0.05)
+
     def applicable(self, facts: frozenset[str] | set[str]) -> bool:
         return all(p in facts for p in self.preconditions)
 

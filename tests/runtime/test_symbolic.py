@@ -61,6 +61,20 @@ def test_without_experiments_a_goal_is_always_pursued_while_there_is_one():
     assert 0.05 < 1 - learning.count("use:make_x") / len(learning) < 0.3
 
 
+def test_the_cheapest_reward_comes_first():
+    p = planner()
+    # Resting needs nothing, but a success takes 36 steps and comes one time in two: 72,
+    # against 1 step (three times over, for its two preconditions) for make_x.
+    rest = Skill("use:rest", [{"controller": "use", "median_steps": 36}], [], ["energy+1"],
+                 successes=5, attempts=10, rewarded=5)
+    p.skills.update(rest)
+    assert rest.steps_per_success == 72
+    ctx = context({"wood": 1}, near=["bench"])
+    assert p.next_subgoal(ctx).key == "use:make_x"
+    p.rewarded_this_episode.add("use:make_x")
+    assert p.next_subgoal(ctx).key == "use:rest"
+
+
 def test_missing_counter_is_gathered_first():
     assert planner().next_subgoal(context({"wood": 0})).key == "interact:tree"
 

@@ -1,11 +1,12 @@
 """The symbolic planner: chains learned skills backward from the goal, explores elsewhere.
 
 The goal is reward. Skills that have earned reward are the targets (each once per episode,
-as the task rewards a thing once); their unmet preconditions are reached through skills
-whose verified effects provide them (a counter that rises, a tile kind that gets made),
-or by walking to a remembered tile. Counters that run down by themselves are topped up
-with skills that raise them before they run out. Where no skill applies it explores:
-interactions it never tried, actions its guardrails no longer forbid, unseen ground.
+as the task rewards a thing once, the cheapest first); their unmet preconditions are
+reached through skills whose verified effects provide them (a counter that rises, a tile
+kind that gets made), or by walking to a remembered tile. Counters that run down by
+themselves are topped up with skills that raise them before they run out. Where no skill
+applies it explores: interactions it never tried, actions its guardrails no longer forbid,
+unseen ground.
 Guardrails veto subgoals; every failed attempt triggers a fresh plan from the current
 state, so steps already achieved are kept and only the rest is repaired.
 """

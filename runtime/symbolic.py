@@ -1,7 +1,7 @@
 """The symbolic planner: chains learned skills backward from the goal, explores elsewhere.
 
 The goal is reward. Skills that have earned reward are the targets (each once per episode,
-as the task rewards a thing once, the cheapest first); their unmet preconditions are
+as the task rewards a thing once; in play the cheapest first); their unmet preconditions are
 reached through skills whose verified effects provide them (a counter that rises, a tile
 kind that gets made), or by walking to a remembered tile. Counters that run down by
 themselves are topped up with skills that raise them before they run out. Where no skill
@@ -70,6 +70,7 @@ class SymbolicPlanner:
         self.explore_share = EXPLORE_SHARE if experiments else 0.0
         self.doubt_share = DOUBT if experiments else 0.0
         self.probation = PROBATION if experiments else 0.0
+        self.experiments = experiments
         self.rewarded_this_episode: set[str] = set()
         self.tried: dict[str, int] = {}
         self.failed_here: dict[tuple[str, int], int] = {}
@@ -155,10 +156,12 @@ class SymbolicPlanner:
                 goals += [("need", s) for s in self.skills.raising(counter)[:1]]
         todo = [s for s in self.skills.rewarding()
                 if s.subgoal not in self.rewarded_this_episode]
-        # Cheapest reward first: what a success costs, once more for each precondition (a
-        # rough count of what must be had first). The day is short; a reward that takes
-        # forty steps waits for the ones that take five.
-        todo.sort(key=lambda s: (s.steps_per_success * (1 + len(s.preconditions)), s.subgoal))
+        if self.experiments:  # learning: fewest preconditions first (see docs/learning.md)
+            todo.sort(key=lambda s: (len(s.preconditions), -s.success_rate, s.subgoal))
+        else:  # playing: the cheapest reward first, what a success costs once more for
+            # each precondition (a rough count of what must be had first)
+            todo.sort(key=lambda s: (s.steps_per_success * (1 + len(s.preconditions)),
+                                     s.subgoal))
         goals += [("reward", s) for s in todo]
         return goals
 

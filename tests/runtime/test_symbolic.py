@@ -61,8 +61,10 @@ def test_without_experiments_a_goal_is_always_pursued_while_there_is_one():
     assert 0.05 < 1 - learning.count("use:make_x") / len(learning) < 0.3
 
 
-def test_the_cheapest_reward_comes_first():
+def test_in_play_the_cheapest_reward_comes_first():
     p = planner()
+    p = SymbolicPlanner(p.skills, GuardrailSet(), np.random.default_rng(0), p.world_facts,
+                        experiments=False)
     # Resting needs nothing, but a success takes 36 steps and comes one time in two: 72,
     # against 1 step (three times over, for its two preconditions) for make_x.
     rest = Skill("use:rest", [{"controller": "use", "median_steps": 36}], [], ["energy+1"],

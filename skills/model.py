@@ -44,7 +44,7 @@ class Skill:
         """What one success costs in steps: a successful attempt's median length over the
         success rate (a rate under 5% counts as 5%)."""
         steps = max((p.get("median_steps") or 1 for p in self.procedure), default=1)
-        return max(steps, 1) / max(self.success_rate, 0.05)
+        return steps / max(self.success_rate, 0.05)
 
     def applicable(self, facts: frozenset[str] | set[str]) -> bool:
         return all(p in facts for p in self.preconditions)

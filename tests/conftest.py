@@ -187,7 +187,7 @@ def planner_copy():
         guards.guardrails = {key: copy.deepcopy(g) for key, g in inner.guardrails.guardrails.items()
                              if key not in without}
         planner = SymbolicPlanner(skills, guards, np.random.default_rng(seed),
-                                  inner.world_facts)
+                                  inner.world_facts, experiments=inner.experiments)
         planner.explore_share = inner.explore_share
         planner.doubt_share, planner.probation = inner.doubt_share, inner.probation
         planner.rewarded_this_episode = set(inner.rewarded_this_episode)

@@ -140,12 +140,7 @@ class SubgoalRules:
         skill = distill_skill(key, window, self._drift, TRAITS)
         if skill is not None:
             learner.skills.update(skill)
-        # A demoted skill worked too seldom to say what it needs: what "worked" may have
-        # been chance (a creature eating the plant in front of the agent as it crafted), and
-        # guardrails naming its preconditions would forbid it wherever it can really work.
-        # Like a subgoal that never worked, it waits for something new at hand instead.
-        trusted = skill is not None and skill.status == "active"
-        preconditions = skill.preconditions if trusted else None
+        preconditions = skill.preconditions if skill is not None else None
         fresh = requirement_guardrails(key, window, preconditions, self._drift, TRAITS)
         for guard in fresh:
             learner.guardrails.update(guard)

@@ -100,29 +100,6 @@ def test_one_failure_gates_what_never_worked_and_names_no_requirement_of_what_wo
         assert learner.guardrails.active() == []
 
 
-def test_a_skill_that_works_too_seldom_names_no_requirement_and_waits_for_something_new(
-        tmp_path):
-    """Three times a creature ate the plant in front of the agent as it tried to craft:
-    a skill that "needs" to face a plant, demoted as it failed there too. Naming that as a
-    requirement would forbid crafting wherever it can really work."""
-    eaten = change_effect(0, 0, "plant", "grass")
-    attempt = Attempts()
-    plant = {"facing": "plant", "visible": ("grass", "plant", "zombie")}
-    attempts = ([attempt("use:make_x", {"wood": 1}, [eaten], **plant) for _ in range(3)]
-                + [attempt("use:make_x", {"wood": 1}) for _ in range(20)]
-                + [attempt("use:make_x", {"wood": 1}, **plant) for _ in range(12)])
-    with ExperienceStore(tmp_path / "exp.sqlite") as store:
-        learner = Learner(store, "learn")
-        feed(learner, store, attempts)
-        skill = learner.skills.get("use:make_x")
-        assert skill.preconditions == ["facing:plant"] and skill.status == "demoted"
-        (gate,) = learner.guardrails.active()
-        assert gate.novelty_gate and gate.root_cause == "no_effect"
-        blocking = learner.guardrails.blocking_subgoal
-        assert blocking("use:make_x", situation({"wood": 1}).facts()) is gate
-        assert blocking("use:make_x", situation({"wood": 1, "iron": 1}).facts()) is None
-
-
 def test_frozen_uses_the_stored_knowledge_and_writes_none(learned):
     with ExperienceStore(learned) as store:
         before = rows(store)

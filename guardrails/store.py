@@ -15,9 +15,6 @@ IDENTITY = ("root_cause", "trigger", "forbidden", "scope", "status")
 CONFIRMATIONS = 2
 HARM_ROOTS = frozenset({"damage_taken", "died"})
 """Harm events a guardrail about a non-fatal loss needs before it is enforced."""
-STALE_AFTER = 10_000
-"""Attempts after which a harm guardrail on a subgoal that nothing confirmed or contradicted
-is retired (see ``expire``)."""
 
 
 class GuardrailSet:
@@ -85,25 +82,6 @@ class GuardrailSet:
             if len(guard.contradictions) >= len(guard.evidence):
                 guard.status = "retired"
             self.update(guard)
-
-    def expire(self, latest: int, after: int = STALE_AFTER) -> list[Guardrail]:
-        """Retire the harm guardrails on subgoals (those ``on_probation``) whose newest
-        evidence and contradiction are more than ``after`` attempts older than the attempt
-        ``latest``; return them.
-
-        Each harm names the facts that were rare in safe attempts, so most triggers are
-        chance pairs that never hold again; without an end they pile up (hundreds by a
-        million steps). One that matters is tested on probation whenever it blocks, and
-        so stays fresh; one whose trigger does not come back forbids nothing. If the harm
-        comes back, the same guardrail (same id) is distilled again and its old evidence
-        counts, so nothing learned is lost."""
-        stale = [g for g in self.guardrails.values()
-                 if g.status in ("active", "candidate") and self.on_probation(g)
-                 and latest - max(g.evidence + g.contradictions, default=latest) > after]
-        for guard in stale:
-            guard.status = "retired"
-            self.update(guard)
-        return stale
 
     @staticmethod
     def on_probation(guard: Guardrail) -> bool:

@@ -112,7 +112,6 @@ class SubgoalRules:
         self._windows: dict[str, deque[ExperienceTuple]] = {}
         self._recent: deque[ExperienceTuple] = deque(maxlen=WINDOW * 4)
         self._drift: dict[str, set[int]] = {}
-        self._latest: int | None = None
 
     def observe(self, attempt: ExperienceTuple, learner: Learner, facts: dict[str, Any]
                 ) -> None:
@@ -125,7 +124,6 @@ class SubgoalRules:
         if not window or window[-1].id != attempt.id:
             window.append(attempt)
         self._recent.append(attempt)
-        self._latest = attempt.id if attempt.id is not None else self._latest
         self._drift = drift
         self._distill(key, window, learner)
         depleting = {name for name, signs in drift.items() if -1 in signs}
@@ -134,12 +132,9 @@ class SubgoalRules:
         learner.guardrails.weigh_harm(attempt)
 
     def end_episode(self, learner: Learner) -> None:
-        """Re-distil every subgoal seen, so the stored knowledge reflects the whole episode,
-        and retire the harm guardrails that went stale."""
+        """Re-distil every subgoal seen, so the stored knowledge reflects the whole episode."""
         for key, window in self._windows.items():
             self._distill(key, window, learner)
-        if self._latest is not None:
-            learner.guardrails.expire(self._latest)
 
     def _distill(self, key: str, window: deque[ExperienceTuple], learner: Learner) -> None:
         skill = distill_skill(key, window, self._drift, TRAITS)

@@ -174,32 +174,3 @@ def test_harm_that_comes_with_the_situation_forbids_no_one_subgoal():
     second = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2, **NIGHT)
     (guard,) = harm_guardrails(second, [*history, first], {}, set(), TRAITS)
     assert guard.forbidden == "subgoal sleep"
-
-
-def test_a_harm_guardrail_nothing_bears_on_goes_stale_and_comes_back_with_its_evidence():
-    attempt = Attempts()
-    history = safe_sleeps(attempt)
-    guards = GuardrailSet()
-    deaths = [attempt("sleep", {"energy": 3}, cause="died", health_delta=-3, **NIGHT)
-              for _ in range(2)]
-    for death in deaths:
-        (guard,) = [guards.update(g) for g in harm_guardrails(death, history, {}, set(), TRAITS)]
-    lava = guards.update(Guardrail("died", "test", Trigger(), "enter lava", "task", [1]))
-    needs = guards.update(Guardrail("missing_requirement", "test", Trigger(none_of=["wood>=1"]),
-                                    "subgoal use:x", "subgoal", [1]))
-    last = deaths[-1].id
-    assert guards.expire(last + 10, after=10) == []  # not older than 10 attempts yet
-    tested = attempt("sleep", {"energy": 3}, ["energy+1"], **NIGHT)  # broken on probation
-    guards.weigh_harm(tested)
-    assert guard.status == "active" and guard.contradictions == [tested.id]
-    assert guards.expire(last + 11, after=10) == []  # the contradiction is newer
-    assert guards.expire(tested.id + 11, after=10) == [guard]
-    assert guard.status == "retired"
-    assert guards.blocking_subgoal("sleep", deaths[0].pre.facts()) is None
-    assert lava.status == needs.status == "active"  # only harm guardrails on subgoals go stale
-    again = attempt("sleep", {"energy": 3}, cause="died", health_delta=-3, **NIGHT)
-    (back,) = [guards.update(g) for g in harm_guardrails(again, [*history, tested], {}, set(),
-                                                          TRAITS)]
-    assert back.id == guard.id and back.status == "active"
-    assert back.evidence == [d.id for d in deaths] + [again.id]
-    assert back.contradictions == [tested.id]

@@ -31,7 +31,7 @@ def context(counters, near=(), visible=("tree", "rock")):
                        lambda *_: (1, 0))  # everything tried once before
 
 
-def planner(guards=None, known=("tree", "bench")):
+def planner(guards=None, known=("tree", "bench"), experiments=True):
     library = SkillLibrary()
     library.update(skill("interact:tree", verify=["wood+1"]))
     library.update(skill("use:place_bench", pre=["wood>=2"],
@@ -40,7 +40,7 @@ def planner(guards=None, known=("tree", "bench")):
                          rewarded=3))
     facts = WorldFacts(set(known), set(), {})
     planner = SymbolicPlanner(library, guards or GuardrailSet(), np.random.default_rng(0),
-                              lambda: facts)
+                              lambda: facts, experiments=experiments)
     planner.explore_share = 0.0  # always pursue goals when there are any
     planner.doubt_share = 0.0  # and by their preconditions
     return planner
@@ -62,9 +62,7 @@ def test_without_experiments_a_goal_is_always_pursued_while_there_is_one():
 
 
 def test_in_play_the_cheapest_reward_comes_first():
-    p = planner()
-    p = SymbolicPlanner(p.skills, GuardrailSet(), np.random.default_rng(0), p.world_facts,
-                        experiments=False)
+    p = planner(experiments=False)
     # Resting needs nothing, but a success takes 36 steps and comes one time in two: 72,
     # against 1 step (three times over, for its two preconditions) for make_x.
     rest = Skill("use:rest", [{"controller": "use", "median_steps": 36}], [], ["energy+1"],

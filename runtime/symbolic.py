@@ -6,7 +6,8 @@ reached through skills whose verified effects provide them (a counter that rises
 kind that gets made), or by walking to a remembered tile. Counters that run down by
 themselves are topped up with skills that raise them before they run out. Where no skill
 applies it explores: interactions it never tried, actions its guardrails no longer forbid,
-unseen ground.
+unseen ground, and experiments that gather something new for a subgoal that never worked
+(``runtime.experiments``).
 Guardrails veto subgoals; every failed attempt triggers a fresh plan from the current
 state, so steps already achieved are kept and only the rest is repaired.
 """
@@ -20,13 +21,13 @@ import numpy as np
 
 from cairn.experience.records import Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
+from cairn.runtime.experiments import Experimenting, Pursuit, out_of_sight
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
 
 MAX_DEPTH = 6
 MAX_IDLE = 3
-MAX_EXPERIMENT_FACTS = 3
 EXPLORE_SHARE = 0.25
 """Chance of exploring although a goal could be pursued (unless a need is pressing)."""
 REACH_PENALTY, REACH_CAP = 0.1, 10.0
@@ -55,7 +56,7 @@ class WorldFacts:
     """Kinds next to the agent that move by themselves."""
 
 
-class SymbolicPlanner:
+class SymbolicPlanner(Experimenting):
     def __init__(self, skills: SkillLibrary, guardrails: GuardrailSet,
                  rng: np.random.Generator,
                  world_facts: Callable[[], WorldFacts] | None = None,
@@ -83,6 +84,8 @@ class SymbolicPlanner:
         """Attempts in a row that took no env step: the state cannot change, so after a
         few the planner must pick something that moves."""
         self.last_reason = ""
+        self.pursuit: Pursuit | None = None
+        """The experiment under way, if any (see ``_pursue``)."""
 
     def reset(self) -> None:
         """Start of an episode: the task rewards each thing once per episode, so what was
@@ -92,6 +95,7 @@ class SymbolicPlanner:
         self.failed_here.clear()
         self.fruitless.clear()
         self.tried.clear()
+        self.pursuit = None
 
     # -- choosing ----------------------------------------------------------------------------
 
@@ -115,6 +119,11 @@ class SymbolicPlanner:
                 cheapest = min(costs)
                 never = [s for s, c in zip(never, costs, strict=True) if c == cheapest]
             return never[int(self.rng.integers(len(never)))]
+        if self.pursuit is not None:
+            step = self._pursue(ctx, facts, world)
+            if step is not None:
+                self.last_reason = f"experiment: {step.key}"
+                return step
         goals = self._goals(ctx, world)
         if goals and goals[0][0] != "need" and self.rng.random() < self.explore_share:
             goals = []  # leave room to explore even while goals remain
@@ -177,7 +186,7 @@ class SymbolicPlanner:
         if unmet:
             return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
         subgoal = Subgoal.parse(skill.subgoal)
-        if _out_of_sight(subgoal, ctx, world):
+        if out_of_sight(subgoal, ctx, world):
             return None  # needs a tile not in sight; exploring may find one
         return subgoal
 
@@ -193,7 +202,7 @@ class SymbolicPlanner:
             if len(unmet) != 1 or not _doubtable(unmet[0], skill):
                 continue
             subgoal = Subgoal.parse(skill.subgoal)
-            if _out_of_sight(subgoal, ctx, world):
+            if out_of_sight(subgoal, ctx, world):
                 continue
             if self._allowed_without(subgoal, unmet[0], facts, ctx):
                 options.append((skill, unmet[0]))
@@ -236,11 +245,12 @@ class SymbolicPlanner:
 
     def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts) -> Subgoal:
         """Untried subgoals first; then skills that would reach a counter level never held
-        (a new level may be what a forbidden subgoal was missing); then the least tried."""
+        (a new level may be what a forbidden subgoal was missing); then the least tried.
+        An experiment chosen while learning is pursued over the next choices."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
-        experiments = self._experiments(ctx, facts, world)
-        options += [s for s in novel + experiments if s not in options]
+        pursuits = dict(self._experiments(ctx, facts, world))
+        options += [s for s in novel + list(pursuits) if s not in options]
         if not options:
             return Subgoal("explore")
         gated = {g.forbidden_subgoal for g in self.guardrails.active() if g.novelty_gate}
@@ -250,7 +260,7 @@ class SymbolicPlanner:
             score = 3.0 if tried == 0 else 1.0 / (1 + tried)
             if s.key in gated:
                 score = 3.5  # it never worked, but something new is at hand: try it now
-            if s in experiments:
+            if s in pursuits:
                 score = 3.6  # a step towards trying a never-working subgoal anew
             elif s in novel:
                 score = max(score, 2.5)
@@ -259,67 +269,10 @@ class SymbolicPlanner:
             elif ctx.reach is not None:
                 score -= REACH_PENALTY * min(ctx.reach(s), REACH_CAP)
             scores.append(score + 0.5 * self.rng.random())
-        return options[int(np.argmax(scores))]
-
-    def _experiments(self, ctx: PlanContext, facts: frozenset[str],
-                     world: WorldFacts) -> list[Subgoal]:
-        """First steps towards trying a never-working subgoal with something new at hand:
-        for a subgoal its "nothing new" guardrail forbids now, a few facts within reach
-        (counters a skill raises, remembered kinds to stand next to) that would lift it;
-        the first step gets one of them, things to hold first."""
-        reachable = [f"near:{kind}" for kind in sorted(world.known_kinds)]
-        raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
-        reachable += [f"{name}>={ctx.state.counters.get(name, 0) + 1}" for name in raised]
-        reachable = sorted(set(reachable) - facts)
-        steps = []
-        for guard in self.guardrails.active():
-            if not guard.novelty_gate or not guard.trigger.holds(facts):
-                continue
-            step = self._borrow(guard, facts, ctx, world) or \
-                self._lift(guard, facts, reachable, ctx, world)
-            if step is not None and step not in steps:
-                steps.append(step)
-        return steps
-
-    def _borrow(self, guard, facts, ctx, world) -> Subgoal | None:
-        """Try first what made a sibling work: the preconditions of a known skill with the
-        same controller (another action used by name, say), if holding them would be new
-        for the forbidden subgoal."""
-        if guard.forbidden_subgoal is None:
-            return None
-        controller = Subgoal.parse(guard.forbidden_subgoal).controller
-        siblings = sorted((s for s in self.skills.active()
-                           if Subgoal.parse(s.subgoal).controller == controller),
-                          key=lambda s: (len(s.preconditions), s.subgoal))
-        for sibling in siblings:
-            wanted = set(sibling.preconditions) - facts
-            if not wanted or guard.trigger.holds(facts, wanted):
-                continue
-            for fact in sorted(wanted, key=lambda f: (f.startswith(("near:", "facing:")), f)):
-                step = self._achieve(fact, facts, ctx, world, set(), 0)
-                if step is not None and self._allowed(step, facts, ctx):
-                    return step
-        return None
-
-    def _lift(self, guard, facts, reachable, ctx, world) -> Subgoal | None:
-        """Greedy: add the reachable fact that the most still-covering failures lacked,
-        until no failure had everything (at most a few facts); then take a first step."""
-        added: set[str] = set()
-        for _ in range(MAX_EXPERIMENT_FACTS):
-            covering = guard.trigger.covering(facts, added)
-            if not covering:
-                break
-            gains = {f: sum(f not in w for w in covering) for f in reachable if f not in added}
-            if not gains or max(gains.values()) == 0:
-                return None
-            added.add(max(sorted(gains), key=gains.get))
-        if guard.trigger.holds(facts, added):
-            return None
-        for fact in sorted(added, key=lambda f: (f.startswith(("near:", "facing:")), f)):
-            step = self._achieve(fact, facts, ctx, world, set(), 0)
-            if step is not None and self._allowed(step, facts, ctx):
-                return step
-        return None
+        choice = options[int(np.argmax(scores))]
+        if choice in pursuits and self.experiments:
+            self.pursuit = pursuits[choice]
+        return choice
 
     def _new_levels(self, ctx: PlanContext, facts: frozenset[str]) -> list[Subgoal]:
         found = []
@@ -358,15 +311,10 @@ class SymbolicPlanner:
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
 
 
-def _out_of_sight(subgoal: Subgoal, ctx: PlanContext, world: WorldFacts) -> bool:
-    """A subgoal that acts on a kind neither in view nor remembered."""
-    return subgoal.controller in ("interact", "approach") and subgoal.target not in \
-        world.known_kinds | set(ctx.state.visible)
-
-
 def _doubtable(fact: str, skill: Skill) -> bool:
     """A precondition worth testing: anything but holding what the skill spends."""
     if ">=" not in fact:
         return True
     name, level = fact.split(">=", 1)
     return int(level) > skill.uses().get(name, 0)
+

@@ -101,27 +101,70 @@ def test_a_guardrail_vetoes_the_chain_it_blocks():
     assert choice.key != "interact:tree"
 
 
-def test_a_never_working_action_is_tried_with_what_made_a_sibling_work():
+def test_with_nothing_to_gather_a_never_working_action_is_tried_as_a_sibling_worked():
     guards = GuardrailSet()
-    # make_y failed near the bench without wood, and with wood away from the bench.
+    # make_y failed holding two wood; no tree is in sight to gather more.
     guards.update(Guardrail("no_effect", "test",
-                            Trigger(within=[["facing:grass", "near:bench"],
-                                            ["facing:grass", "wood>=1"]]),
+                            Trigger(within=[["facing:grass", "wood>=1", "wood>=2"]]),
+                            "subgoal use:make_y", "subgoal", [1, 2]))
+    p = planner(guards, known=())
+    p.skills.update(skill("use:make_x", pre=["near:bench", "wood>=1"],  # raises no counter
+                          verify=[change_effect(0, 0, "grass", "x")], rewarded=3))
+    p.rewarded_this_episode.add("use:make_x")  # its own goal is done this episode
+    ctx = context({"wood": 2}, visible=("rock",))
+    ctx.by_name = ["make_y"]
+    assert guards.blocking_subgoal("use:make_y", ctx.state.facts()) is not None
+    # Its sibling make_x worked at a bench: build one, to stand by it.
+    assert p.next_subgoal(ctx).key == "use:place_bench"
+    assert p.pursuit.facts == {"near:bench"}
+    built = context({"wood": 0}, near=["bench"], visible=("rock", "bench"))
+    built.by_name = ["make_y"]
+    assert p.next_subgoal(built).key == "use:make_y"
+
+
+def gated_make_y(held):
+    """make_y failed at the bench holding up to ``held`` wood; resting raises energy, a
+    counter the gate disregards."""
+    guards = GuardrailSet()
+    failed = ["facing:grass", "near:bench"] + [f"wood>={n}" for n in range(1, held + 1)]
+    guards.update(Guardrail("no_effect", "test", Trigger(within=[failed], ignore=["energy"]),
                             "subgoal use:make_y", "subgoal", [1, 2]))
     p = planner(guards)
-    ctx = context({"wood": 0}, near=["bench"])
+    p.skills.update(skill("use:rest", verify=["energy+1"]))
+    p.skills.update(skill("use:make_x", pre=["near:bench", "wood>=1"],
+                          verify=["wood-1", change_effect(0, 0, "grass", "x")], rewarded=3))
+    return p
+
+
+def at_bench(wood):
+    ctx = context({"wood": wood, "energy": 1}, near=["bench"])
     ctx.by_name = ["make_y"]
-    p.reset()
-    p.rewarded_this_episode.add("use:make_x")  # its own goal is done this episode
-    assert guards.blocking_subgoal("use:make_y", ctx.state.facts()) is not None
-    # Its sibling make_x worked with wood at the bench: wood first, to hold it there.
-    assert p.next_subgoal(ctx).key == "interact:tree"
-    held = context({"wood": 1}, near=["bench"])
-    held.by_name = ["make_y"]
-    assert guards.blocking_subgoal("use:make_y", held.state.facts()) is None
-    # Holding what made the sibling work is new for make_y: the planner tries it now.
-    for _ in range(20):
-        assert p.next_subgoal(held).key == "use:make_y"
+    return ctx
+
+
+def test_an_experiment_gathers_twice_what_any_failure_held_and_keeps_it_from_the_goals():
+    p = gated_make_y(held=2)
+    p.explore_share = 1.0  # explore now
+    # Twice the most a failure held (wood>=4), before standing by a tree (a tie); not
+    # more energy, which the gate disregards.
+    assert p.next_subgoal(at_bench(2)).key == "interact:tree"
+    assert p.pursuit.facts == {"wood>=4"} and p.pursuit.subgoal.key == "use:make_y"
+    p.explore_share = 0.0  # goals would come first now, and make_x spends wood
+    assert p.next_subgoal(at_bench(3)).key == "interact:tree"  # new already, but not 4
+    assert p.next_subgoal(at_bench(4)).key == "use:make_y"  # tried with all of it
+    assert p.pursuit is None
+    assert p.next_subgoal(at_bench(4)).key == "use:make_x"  # the goals again
+
+
+def test_an_experiment_that_cannot_gather_more_tries_with_what_it_has_or_gives_up():
+    p = gated_make_y(held=1)
+    p.explore_share = 1.0
+    assert p.next_subgoal(at_bench(1)).key == "interact:tree"
+    assert p.pursuit.facts == {"wood>=2"}
+    p.explore_share = 0.0
+    p.skills.update(skill("interact:tree", pre=["near:axe"], verify=["wood+1"]))  # no axe
+    assert p.next_subgoal(at_bench(1)).key == "use:make_x"  # still forbidden: given up
+    assert p.pursuit is None
 
 
 def test_what_was_never_tried_anywhere_comes_first():

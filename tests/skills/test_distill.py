@@ -26,10 +26,15 @@ def test_getting_wood_becomes_a_skill_verified_by_the_wood_counter_rising(table_
     assert "wood+1" in skill.verification
     assert skill.raises() == {"wood": 1}
     assert len(skill.provenance) >= 4
-    for attempt_id in skill.provenance:  # the evidence is real, stored attempts
-        t = agent.store.get(attempt_id)
+    evidence = [agent.store.get(i) for i in skill.provenance]  # real, stored attempts
+    most = max(t.post.counters["wood"] for t in evidence)
+    rose = 0
+    for t in evidence:
         assert t.subgoal.key == "interact:tree" and t.diagnosis.success
-        assert t.post.counters["wood"] == t.pre.counters["wood"] + 1
+        if t.pre.counters["wood"] < most:  # at the most it ever held, the game may give no more
+            assert t.post.counters["wood"] == t.pre.counters["wood"] + 1
+            rose += 1
+    assert rose >= 4
 
 
 def test_building_learns_the_requirement_its_failures_lacked(table_run):

@@ -89,7 +89,8 @@ class Experimenting:
         themselves). A counter is aimed at twice the most any failure held (an amount
         needed is unknown: doubling finds it in a few tries); on a tie, a counter comes
         before a neighbour (a neighbour changes by itself, and the gate retries with it
-        anyway; more of a counter comes only if sought), the fewest to gather first."""
+        anyway; more of a counter comes only if sought), the fewest to gather first. A
+        fact with no way to it from here is passed over for the next."""
         if guard.forbidden_subgoal is None:
             return None
         held = ctx.state.counters

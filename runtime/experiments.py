@@ -50,7 +50,8 @@ class Experimenting:
         raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
         steps: list[tuple[Subgoal, Pursuit]] = []
         for guard in self.guardrails.active():
-            if not guard.novelty_gate or not guard.trigger.holds(facts):
+            if not guard.novelty_gate or guard.forbidden_subgoal is None \
+                    or not guard.trigger.holds(facts):
                 continue
             found = self._lift(guard, facts, neighbours, raised, ctx, world) or \
                 self._borrow(guard, facts, ctx, world)
@@ -64,8 +65,6 @@ class Experimenting:
         """When no single fact within reach would do: what made a sibling work (the
         preconditions of a known skill with the same controller, another action used by
         name, say), if holding them would be new for the forbidden subgoal."""
-        if guard.forbidden_subgoal is None:
-            return None
         controller = Subgoal.parse(guard.forbidden_subgoal).controller
         siblings = sorted((s for s in self.skills.active()
                            if Subgoal.parse(s.subgoal).controller == controller),
@@ -91,8 +90,6 @@ class Experimenting:
         before a neighbour (a neighbour changes by itself, and the gate retries with it
         anyway; more of a counter comes only if sought), the fewest to gather first. A
         fact with no way to it from here is passed over for the next."""
-        if guard.forbidden_subgoal is None:
-            return None
         held = ctx.state.counters
         covering = guard.trigger.covering(facts)
         levels = {f"{name}>={max(held.get(name, 0) + 1, 2 * _most(name, covering))}"
@@ -122,7 +119,7 @@ class Experimenting:
     def _first_of(self, wanted: set[str] | frozenset[str], facts: frozenset[str],
                   ctx: PlanContext, world: WorldFacts) -> Subgoal | None:
         """An allowed first step towards one of ``wanted`` (things to hold first)."""
-        for fact in sorted(wanted - facts, key=lambda f: (f.startswith(("near:", "facing:")), f)):
+        for fact in sorted(wanted - facts, key=holding_first):
             step = self._achieve(fact, facts, ctx, world, set(), 0)
             if step is not None and self._allowed(step, facts, ctx):
                 return step
@@ -145,6 +142,12 @@ class Experimenting:
                 and not out_of_sight(pursuit.subgoal, ctx, world):
             return pursuit.subgoal
         return None
+
+
+def holding_first(fact: str) -> tuple[bool, str]:
+    """Sort key: things to hold before places to stand (walking off to gather would undo
+    "near")."""
+    return fact.startswith(("near:", "facing:")), fact
 
 
 def out_of_sight(subgoal: Subgoal, ctx: PlanContext, world: WorldFacts) -> bool:

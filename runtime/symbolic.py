@@ -21,7 +21,7 @@ import numpy as np
 
 from cairn.experience.records import Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
-from cairn.runtime.experiments import Experimenting, Pursuit, out_of_sight
+from cairn.runtime.experiments import Experimenting, Pursuit, holding_first, out_of_sight
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
@@ -180,9 +180,7 @@ class SymbolicPlanner(Experimenting):
         if depth > MAX_DEPTH or skill.subgoal in visiting:
             return None
         visiting = visiting | {skill.subgoal}
-        # Things to hold before places to stand: walking off to gather would undo "near".
-        unmet = sorted((f for f in skill.preconditions if f not in facts),
-                       key=lambda f: (f.startswith(("near:", "facing:")), f))
+        unmet = sorted((f for f in skill.preconditions if f not in facts), key=holding_first)
         if unmet:
             return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
         subgoal = Subgoal.parse(skill.subgoal)
@@ -317,4 +315,3 @@ def _doubtable(fact: str, skill: Skill) -> bool:
         return True
     name, level = fact.split(">=", 1)
     return int(level) > skill.uses().get(name, 0)
-

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cairn.experience.records import Subgoal
+from cairn.experience.records import FACT_MAX_COUNT, Subgoal
 from cairn.runtime.planner import PlanContext
 
 if TYPE_CHECKING:
@@ -47,13 +47,14 @@ class Experimenting:
         lift it; the first step gets one of them, things to hold first. Each comes with
         the pursuit that carries it on over the next choices."""
         neighbours = [f"near:{kind}" for kind in sorted(world.known_kinds)]
+        stations = {f"near:{kind}" for kind in world.known_kinds if self._station(kind, ctx)}
         raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
         steps: list[tuple[Subgoal, Pursuit]] = []
         for guard in self.guardrails.active():
             if not guard.novelty_gate or guard.forbidden_subgoal is None \
                     or not guard.trigger.holds(facts):
                 continue
-            found = self._lift(guard, facts, neighbours, raised, ctx, world) or \
+            found = self._lift(guard, facts, neighbours, stations, raised, ctx, world) or \
                 self._borrow(guard, facts, ctx, world)
             if found is not None and found[0] not in (step for step, _ in steps):
                 target = Subgoal.parse(guard.forbidden_subgoal)
@@ -78,22 +79,39 @@ class Experimenting:
                 return step, wanted
         return None
 
+    def _station(self, kind: str, ctx: PlanContext) -> bool:
+        """A kind the agent can make that never gave anything when acted on: there, it
+        seems, to be stood by (a sibling may need it near)."""
+        attempts, successes = ctx.stats(f"interact:{kind}", None)
+        return attempts > 0 and successes == 0 and bool(self.skills.creating(kind))
+
     def _lift(self, guard: Guardrail, facts: frozenset[str], neighbours: list[str],
-              raised: list[str], ctx: PlanContext, world: WorldFacts
+              stations: set[str], raised: list[str], ctx: PlanContext, world: WorldFacts
               ) -> tuple[Subgoal, set[str]] | None:
         """Greedy: add the reachable fact that the most still-covering failures lacked,
         until no failure had everything (at most a few facts); then take a first step.
 
-        Only facts the gate counts are candidates (not levels of counters that change by
-        themselves). A counter is aimed at twice the most any failure held (an amount
-        needed is unknown: doubling finds it in a few tries); on a tie, a counter comes
-        before a neighbour (a neighbour changes by itself, and the gate retries with it
-        anyway; more of a counter comes only if sought), the fewest to gather first. A
-        fact with no way to it from here is passed over for the next."""
+        Candidates are facts the gate counts (not levels of counters that change by
+        themselves): more of a counter some skill spends, aimed at twice the most any
+        failure held (an amount needed is unknown: doubling finds it in a few tries) but
+        never past the highest level a fact names; one of a counter nothing spends (a
+        tool, say); a remembered kind to stand next to. On a tie a counter or a station
+        (a kind made to be stood by, ``_station``) comes before another neighbour (that
+        changes by itself, and the gate retries with it anyway), the fewest to gather
+        first. A fact with no way to it from here is passed over for the next. A kind the
+        agent stands next to, without which what is added would not be new, is kept too:
+        the other is then made here rather than walked to."""
         held = ctx.state.counters
         covering = guard.trigger.covering(facts)
-        levels = {f"{name}>={max(held.get(name, 0) + 1, 2 * _most(name, covering))}"
-                  for name in raised if name not in guard.trigger.ignore}
+        spent = {name for skill in self.skills.active() for name in skill.uses()}
+        levels = set()
+        for name in raised:
+            have = held.get(name, 0)
+            level = min(max(have + 1, 2 * _most(name, covering)), FACT_MAX_COUNT)
+            if name not in spent:
+                level = 1  # what nothing uses up is had or not: no amount of it to find
+            if name not in guard.trigger.ignore and level > have:
+                levels.add(f"{name}>={level}")
         reachable = sorted((levels | set(neighbours)) - facts)
         added: set[str] = set()
         step = None
@@ -103,7 +121,7 @@ class Experimenting:
                 break
             gains = {f: sum(f not in w for w in covering) for f in reachable if f not in added}
             ranked = sorted((f for f in gains if gains[f]), key=lambda f: (
-                -gains[f], ">=" not in f, _to_gather(f, held), f))
+                -gains[f], ">=" not in f and f not in stations, _to_gather(f, held), f))
             for fact in ranked:  # the best one there is a way to
                 first = self._first_of({fact}, facts, ctx, world)
                 if first is not None:
@@ -114,13 +132,19 @@ class Experimenting:
                 return None
         if step is None or guard.trigger.holds(facts, added):
             return None
-        return step, added
+        kept = {f for f in facts if f.startswith("near:")
+                and guard.trigger.holds(facts - {f}, added)}
+        if kept:  # walking off to what is added would lose them: make it here if it can be
+            step = self._first_of(added | kept, facts, ctx, world) or step
+        return step, added | kept
 
     def _first_of(self, wanted: set[str] | frozenset[str], facts: frozenset[str],
                   ctx: PlanContext, world: WorldFacts) -> Subgoal | None:
-        """An allowed first step towards one of ``wanted`` (things to hold first)."""
+        """An allowed first step towards one of ``wanted`` (things to hold first; a kind
+        to stand next to is made here if a wanted place is already held)."""
+        stay = any(is_place(f) for f in wanted & facts)
         for fact in sorted(wanted - facts, key=holding_first):
-            step = self._achieve(fact, facts, ctx, world, set(), 0)
+            step = self._achieve(fact, facts, ctx, world, set(), 0, stay)
             if step is not None and self._allowed(step, facts, ctx):
                 return step
         return None
@@ -144,10 +168,15 @@ class Experimenting:
         return None
 
 
+def is_place(fact: str) -> bool:
+    """A fact about where the agent stands (next to or facing a kind)."""
+    return fact.startswith(("near:", "facing:"))
+
+
 def holding_first(fact: str) -> tuple[bool, str]:
-    """Sort key: things to hold before places to stand (walking off to gather would undo
-    "near")."""
-    return fact.startswith(("near:", "facing:")), fact
+    """Sort key: things to hold before places to stand or kinds to see (walking off to
+    gather would undo them)."""
+    return is_place(fact) or fact.startswith("see:"), fact
 
 
 def out_of_sight(subgoal: Subgoal, ctx: PlanContext, world: WorldFacts) -> bool:

@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cairn.experience.records import Cause, ExperienceTuple, Subgoal
+from cairn.experience.records import FACT_MAX_COUNT, Cause, ExperienceTuple, Subgoal
 from cairn.guardrails.store import GuardrailSet
-from cairn.runtime.experiments import Experimenting, Pursuit, holding_first, out_of_sight
+from cairn.runtime.experiments import (
+    Experimenting,
+    Pursuit,
+    holding_first,
+    is_place,
+    out_of_sight,
+)
 from cairn.runtime.planner import PlanContext, candidate_subgoals
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
@@ -42,6 +48,10 @@ PROBATION = 0.1
 """Chance that a harm guardrail lets its subgoal through, to test it (see GuardrailSet)."""
 NEED_FRACTION = 0.4
 """A self-depleting counter below this share of its highest value seen is a need."""
+SCARCE = 10
+"""A subgoal that never worked, tried fewer times than this by any episode, is the first
+thing to explore: a few tries in other situations (other things held) tell whether it can
+work at all, where a subgoal that failed hundreds of times has little left to tell."""
 
 
 @dataclass
@@ -182,7 +192,8 @@ class SymbolicPlanner(Experimenting):
         visiting = visiting | {skill.subgoal}
         unmet = sorted((f for f in skill.preconditions if f not in facts), key=holding_first)
         if unmet:
-            return self._achieve(unmet[0], facts, ctx, world, visiting, depth)
+            stay = any(is_place(f) for f in skill.preconditions if f in facts)
+            return self._achieve(unmet[0], facts, ctx, world, visiting, depth, stay)
         subgoal = Subgoal.parse(skill.subgoal)
         if out_of_sight(subgoal, ctx, world):
             return None  # needs a tile not in sight; exploring may find one
@@ -216,7 +227,11 @@ class SymbolicPlanner(Experimenting):
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
     def _achieve(self, fact: str, facts: frozenset[str], ctx: PlanContext, world: WorldFacts,
-                 visiting: set[str], depth: int) -> Subgoal | None:
+                 visiting: set[str], depth: int, stay: bool = False) -> Subgoal | None:
+        """A first step towards ``fact``. A kind to stand next to (or to have in view) is
+        walked to where one is remembered, else made; with ``stay`` (a place the agent is
+        at is needed too, and walking off would lose it) made here first, walked to only
+        if it cannot be made."""
         if ">=" in fact:
             counter = fact.split(">=", 1)[0]
             for producer in self.skills.raising(counter):
@@ -224,14 +239,16 @@ class SymbolicPlanner(Experimenting):
                 if step is not None and self._allowed(step, facts, ctx):
                     return step
             return None
-        if fact.startswith(("near:", "facing:")):
+        if is_place(fact) or fact.startswith("see:"):  # a kind comes into view nearby
             kind = fact.split(":", 1)[1]
-            if kind in world.known_kinds:
+            if kind in world.known_kinds and not stay:
                 return Subgoal("approach", kind)
             for maker in self.skills.creating(kind):
                 step = self._first_step(maker, facts, ctx, world, visiting, depth + 1)
                 if step is not None and self._allowed(step, facts, ctx):
                     return step
+            if kind in world.known_kinds:
+                return Subgoal("approach", kind)
         return None
 
     def _allowed(self, subgoal: Subgoal, facts: frozenset[str], ctx: PlanContext) -> bool:
@@ -242,9 +259,11 @@ class SymbolicPlanner(Experimenting):
         return self.failed_here.get((subgoal.key, ctx.condition), 0) < 2
 
     def _explore(self, ctx: PlanContext, facts: frozenset[str], world: WorldFacts) -> Subgoal:
-        """Untried subgoals first; then skills that would reach a counter level never held
-        (a new level may be what a forbidden subgoal was missing); then the least tried.
-        An experiment chosen while learning is pursued over the next choices."""
+        """Subgoals that never worked and were scarcely tried by any episode first; then
+        experiments; then subgoals untried this episode; then skills that would reach a
+        counter level never held (a new level may be what a forbidden subgoal was missing);
+        then the least tried. An experiment chosen while learning is pursued over the next
+        choices."""
         options = [s for s in candidate_subgoals(ctx) if self._allowed(s, facts, ctx)]
         novel = self._new_levels(ctx, facts)
         pursuits = dict(self._experiments(ctx, facts, world))
@@ -262,6 +281,8 @@ class SymbolicPlanner(Experimenting):
                 score = 3.6  # a step towards trying a never-working subgoal anew
             elif s in novel:
                 score = max(score, 2.5)
+            if _scarce(ctx.stats(s.key, None)):
+                score = 4.0
             if s.controller == "explore":
                 score = 0.6
             elif ctx.reach is not None:
@@ -281,8 +302,8 @@ class SymbolicPlanner(Experimenting):
                 continue
             for counter in skill.raises():
                 level = ctx.state.counters.get(counter, 0) + 1
-                if f"{counter}>={level}" not in self.seen_facts and skill.applicable(facts) \
-                        and self._allowed(subgoal, facts, ctx):
+                if level <= FACT_MAX_COUNT and f"{counter}>={level}" not in self.seen_facts \
+                        and skill.applicable(facts) and self._allowed(subgoal, facts, ctx):
                     found.append(subgoal)
                     break
         return found
@@ -307,6 +328,11 @@ class SymbolicPlanner(Experimenting):
         if not attempt.diagnosis.success:
             cell = (key, ctx.condition)
             self.failed_here[cell] = self.failed_here.get(cell, 0) + 1
+
+
+def _scarce(stats: tuple[int, int]) -> bool:
+    attempts, successes = stats
+    return successes == 0 and 0 < attempts < SCARCE
 
 
 def _doubtable(fact: str, skill: Skill) -> bool:

@@ -54,7 +54,8 @@ def distill_skill(subgoal: str, attempts: Sequence[ExperienceTuple],
     preconditions = explain_failures(
         success_facts, [learning_facts(t, traits) for t in failures], ignore=depleting(drift))
     verification = common_effects(
-        [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes])
+        [[e for e in t.diagnosis.effects if caused(e, drift)] for t in successes],
+        [t.pre.counters for t in successes])
     preconditions = with_what_it_spends(preconditions, verification, success_facts)
     n_worked = _holding(successes, preconditions, traits)
     skill = Skill(
@@ -150,16 +151,29 @@ def _preference(fact: str) -> tuple[int, int]:
     return 0, 0
 
 
-def common_effects(effect_lists: list[list[str]]) -> list[str]:
-    """Effects seen in nearly every success (a counter at its ceiling cannot rise, so
-    "every" would be too strict). ``reward`` is left out: the task rewards a thing once,
-    so it is no test that the skill worked."""
-    sets = [set(e) - {"reward"} for e in effect_lists]
-    sets = [s for s in sets if s]  # a success known only by its reward shows no effect
-    if not sets:
-        return []
-    counts = Counter(e for s in sets for e in s)
-    return sorted(e for e, n in counts.items() if n >= VERIFY_SHARE * len(sets))
+def common_effects(effect_lists: list[list[str]],
+                   held: list[dict[str, int]] | None = None) -> list[str]:
+    """Effects seen in nearly every success. ``reward`` is left out: the task rewards a
+    thing once, so it is no test that the skill worked.
+
+    ``held`` (the counters each success started with) sets aside, for a counter's rise,
+    the successes that did not raise it while already holding as much as any success
+    raised it to: at its ceiling it cannot rise (a harvest with a full inventory), and
+    many such would otherwise hide what the skill gives."""
+    held = held if held is not None else [{}] * len(effect_lists)
+    pairs = [(set(e) - {"reward"}, h) for e, h in zip(effect_lists, held, strict=True)]
+    pairs = [(s, h) for s, h in pairs if s]  # a success known only by its reward shows none
+    counts = Counter(e for s, _ in pairs for e in s)
+    return sorted(e for e, n in counts.items() if n >= VERIFY_SHARE * _could_show(e, pairs))
+
+
+def _could_show(effect: str, pairs: list[tuple[set[str], dict[str, int]]]) -> int:
+    """How many of the successes could have shown ``effect`` (see ``common_effects``)."""
+    name, sign, amount = split_counter_effect(effect)
+    if name is None or sign != "+":
+        return len(pairs)
+    top = max(h.get(name, 0) + amount for s, h in pairs if effect in s)
+    return sum(effect in s or h.get(name, 0) < top for s, h in pairs)
 
 
 def _procedure(subgoal: str, successes: list[ExperienceTuple]) -> dict[str, object]:

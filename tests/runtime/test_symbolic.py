@@ -3,6 +3,7 @@
 import numpy as np
 
 from cairn.experience.records import (
+    FACT_MAX_COUNT,
     Cause,
     Diagnosis,
     ExperienceTuple,
@@ -14,7 +15,7 @@ from cairn.experience.records import (
 from cairn.guardrails.model import Guardrail, Trigger
 from cairn.guardrails.store import GuardrailSet
 from cairn.runtime.planner import PlanContext
-from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
+from cairn.runtime.symbolic import SCARCE, SymbolicPlanner, WorldFacts
 from cairn.skills.library import SkillLibrary
 from cairn.skills.model import Skill
 
@@ -28,7 +29,7 @@ def context(counters, near=(), visible=("tree", "rock")):
     state = State(0, (0, 0), (1, 0), dict(counters), "grass",
                   [[None, k, None] for k in near] or [[None]], list(visible))
     return PlanContext(state, condition_signature(state.predicates()), ["make_x"], False,
-                       lambda *_: (1, 0))  # everything tried once before
+                       lambda *_: (1, 1))  # everything tried (and worked) once before
 
 
 def planner(guards=None, known=("tree", "bench"), experiments=True):
@@ -87,6 +88,15 @@ def test_an_unseen_tile_is_made_by_the_skill_that_creates_it():
     p = planner(known=("tree",))
     assert p.next_subgoal(context({"wood": 1})).key == "interact:tree"  # wood>=2 to build
     assert p.next_subgoal(context({"wood": 3})).key == "use:place_bench"
+
+
+def test_a_kind_to_have_in_view_is_walked_to():
+    p = planner(known=("tree", "bench", "oven"))
+    p.skills.update(skill("use:make_v", pre=["see:oven", "wood>=1"], verify=["v+1"],
+                          rewarded=3))
+    p.rewarded_this_episode.add("use:make_x")
+    assert p.next_subgoal(context({"wood": 1})).key == "approach:oven"
+    assert p.next_subgoal(context({"wood": 1}, visible=("oven",))).key == "use:make_v"
 
 
 def test_the_goal_itself_once_every_precondition_holds():
@@ -165,6 +175,90 @@ def test_an_experiment_that_cannot_gather_more_tries_with_what_it_has_or_gives_u
     p.skills.update(skill("interact:tree", pre=["near:axe"], verify=["wood+1"]))  # no axe
     assert p.next_subgoal(at_bench(1)).key == "use:make_x"  # still forbidden: given up
     assert p.pursuit is None
+
+
+def test_what_never_worked_and_was_scarcely_tried_is_explored_before_a_lifted_gate():
+    def choices(rock_attempts):
+        p = gated_make_y(held=1)
+        p.explore_share = 1.0
+        ctx = at_bench(2)  # two wood: new to make_y's gate, which lets it through
+        assert p.guardrails.blocking_subgoal("use:make_y", ctx.state.facts()) is None
+        ctx.stats = lambda key, _: (rock_attempts, 0) if key == "interact:rock" else (50, 5)
+        return {p.next_subgoal(ctx).key for _ in range(30)}
+
+    assert choices(1) == {"interact:rock"}  # failed once: a few more tries tell more
+    assert choices(SCARCE) == {"use:make_y"}  # failed often: the lifted gate comes first
+
+
+def test_standing_at_one_place_a_skill_needs_the_other_is_made_here_not_walked_to():
+    p = planner(known=("tree", "bench", "oven"))
+    p.skills.update(skill("use:place_oven", pre=["stone>=1"],
+                          verify=["stone-1", change_effect(0, 0, "grass", "oven")]))
+    p.skills.update(skill("use:make_z", pre=["near:bench", "near:oven"], verify=["z+1"],
+                          rewarded=3))
+    p.rewarded_this_episode.add("use:make_x")
+    assert p.next_subgoal(context({"stone": 1}, near=["bench"])).key == "use:place_oven"
+    # Nothing to make one with: the remembered one is walked to.
+    assert p.next_subgoal(context({"stone": 0}, near=["bench"])).key == "approach:oven"
+    # Standing at neither: walked to, one after the other.
+    assert p.next_subgoal(context({"stone": 1})).key == "approach:bench"
+
+
+def test_an_experiment_aims_no_higher_than_a_fact_can_say():
+    p = gated_make_y(held=6)
+    p.explore_share = 1.0
+    assert p.next_subgoal(at_bench(6)).key == "interact:tree"
+    assert p.pursuit.facts == {f"wood>={FACT_MAX_COUNT}"}  # not twice six
+    p = gated_make_y(held=FACT_MAX_COUNT)
+    p.explore_share = 1.0
+    p.next_subgoal(at_bench(FACT_MAX_COUNT))
+    assert p.pursuit.facts == {"near:tree"}  # no more wood can be new
+
+
+def test_an_experiment_keeps_the_place_it_stands_at_and_makes_the_other_here():
+    guards = GuardrailSet()
+    full = ["facing:grass"] + [f"{counter}>={n}" for n in range(1, FACT_MAX_COUNT + 1)
+                               for counter in ("wood", "x")]
+    # make_w failed by the bench and by the oven, never by both, holding all it could.
+    guards.update(Guardrail("no_effect", "test",
+                            Trigger(within=[full + ["near:bench"], full + ["near:oven"]]),
+                            "subgoal use:make_w", "subgoal", [1, 2]))
+    p = planner(guards, known=("tree", "bench", "oven"))
+    p.explore_share = 1.0
+    ctx = context({"wood": FACT_MAX_COUNT, "x": FACT_MAX_COUNT}, near=["oven"])
+    ctx.by_name = ["make_w"]
+    assert p.next_subgoal(ctx).key == "use:place_bench"  # not a walk to the bench
+    assert p.pursuit.facts == {"near:bench", "near:oven"}
+
+
+def test_a_kind_made_only_to_be_stood_by_is_sought_before_more_of_a_counter():
+    def pursued(oven_worked):
+        guards = GuardrailSet()
+        guards.update(Guardrail("no_effect", "test", Trigger(within=[["facing:grass", "wood>=1"]]),
+                                "subgoal use:make_w", "subgoal", [1, 2]))
+        p = planner(guards, known=("tree", "bench", "oven"))
+        p.skills.update(skill("use:place_oven", pre=["stone>=1"],
+                              verify=["stone-1", change_effect(0, 0, "grass", "oven")]))
+        p.skills.update(skill("use:place_bench", pre=["wood>=2"],  # it uses wood up
+                              verify=["wood-2", change_effect(0, 0, "grass", "bench")]))
+        p.explore_share = 1.0
+        ctx = context({"wood": 1})
+        ctx.by_name = ["make_w"]
+        ctx.stats = lambda key, _: (3, int(oven_worked)) if key == "interact:oven" else (3, 1)
+        assert p.next_subgoal(ctx) is not None
+        return p.pursuit.facts
+
+    assert pursued(oven_worked=False) == {"near:oven"}
+    assert pursued(oven_worked=True) == {"wood>=2"}  # a neighbour like any other
+
+
+def test_of_what_nothing_uses_up_an_experiment_seeks_one_not_more():
+    p = gated_make_y(held=2)
+    p.skills.update(skill("use:make_x", pre=["near:bench", "wood>=1"],  # now spends none
+                          verify=[change_effect(0, 0, "grass", "x")], rewarded=3))
+    p.explore_share = 1.0
+    p.next_subgoal(at_bench(2))
+    assert p.pursuit.facts == {"near:tree"}  # not wood>=4, nor wood>=3: it is had
 
 
 def test_what_was_never_tried_anywhere_comes_first():

@@ -138,6 +138,18 @@ def test_common_effects_keep_what_every_success_did_and_drop_reward():
     assert common_effects([["reward"], ["reward"], ["a+1"]]) == ["a+1"]
 
 
+def test_a_rise_is_judged_only_where_the_counter_could_still_rise():
+    made = change_effect(0, 0, "tree", "grass")
+    # Seven harvests raised wood (to 9 at most); three more began with 9 and added none.
+    effects = [["wood+1", made]] * 7 + [[made]] * 3
+    held = [{"wood": n} for n in range(2, 9)] + [{"wood": 9}] * 3
+    assert common_effects(effects) == [made]  # 7 of 10: not "nearly every"
+    assert common_effects(effects, held) == [made, "wood+1"]
+    # Three that began lower and added none do count against it.
+    held = [{"wood": n} for n in range(2, 9)] + [{"wood": 1}] * 3
+    assert common_effects(effects, held) == [made]
+
+
 def test_skills_list_and_show_read_a_real_store(table_run, capsys):
     from cairn.runtime.cli import main
 

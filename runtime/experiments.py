@@ -46,14 +46,17 @@ class Experimenting:
         (more of a counter a skill raises, remembered kinds to stand next to) that would
         lift it; the first step gets one of them, things to hold first. Each comes with
         the pursuit that carries it on over the next choices."""
+        gated = [g for g in self.guardrails.active() if g.novelty_gate
+                 and g.forbidden_subgoal is not None and g.trigger.holds(facts)]
+        if not gated:
+            return []
         neighbours = [f"near:{kind}" for kind in sorted(world.known_kinds)]
         stations = {f"near:{kind}" for kind in world.known_kinds if self._station(kind, ctx)}
-        raised = sorted({name for skill in self.skills.active() for name in skill.raises()})
+        spent = {name for skill in self.skills.active() for name in skill.uses()}
+        raised = {name: name in spent for name in sorted(
+            {name for skill in self.skills.active() for name in skill.raises()})}
         steps: list[tuple[Subgoal, Pursuit]] = []
-        for guard in self.guardrails.active():
-            if not guard.novelty_gate or guard.forbidden_subgoal is None \
-                    or not guard.trigger.holds(facts):
-                continue
+        for guard in gated:
             found = self._lift(guard, facts, neighbours, stations, raised, ctx, world) or \
                 self._borrow(guard, facts, ctx, world)
             if found is not None and found[0] not in (step for step, _ in steps):
@@ -86,10 +89,11 @@ class Experimenting:
         return attempts > 0 and successes == 0 and bool(self.skills.creating(kind))
 
     def _lift(self, guard: Guardrail, facts: frozenset[str], neighbours: list[str],
-              stations: set[str], raised: list[str], ctx: PlanContext, world: WorldFacts
-              ) -> tuple[Subgoal, set[str]] | None:
+              stations: set[str], raised: dict[str, bool], ctx: PlanContext,
+              world: WorldFacts) -> tuple[Subgoal, set[str]] | None:
         """Greedy: add the reachable fact that the most still-covering failures lacked,
         until no failure had everything (at most a few facts); then take a first step.
+        ``raised``: each counter a skill raises, and whether some skill spends it.
 
         Candidates are facts the gate counts (not levels of counters that change by
         themselves): more of a counter some skill spends, aimed at twice the most any
@@ -103,12 +107,11 @@ class Experimenting:
         the other is then made here rather than walked to."""
         held = ctx.state.counters
         covering = guard.trigger.covering(facts)
-        spent = {name for skill in self.skills.active() for name in skill.uses()}
         levels = set()
-        for name in raised:
+        for name, used_up in raised.items():
             have = held.get(name, 0)
             level = min(max(have + 1, 2 * _most(name, covering)), FACT_MAX_COUNT)
-            if name not in spent:
+            if not used_up:
                 level = 1  # what nothing uses up is had or not: no amount of it to find
             if name not in guard.trigger.ignore and level > have:
                 levels.add(f"{name}>={level}")

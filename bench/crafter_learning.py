@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.resume_point import ResumeError, ResumePoint, store_files
 from cairn.envs.x11 import die_with
 from cairn.experience.snapshot import open_snapshot, take_snapshot
 from cairn.experience.store import ExperienceStore
 from cairn.runtime.config import ConfigError, RunConfig, load_config, settings
-from cairn.runtime.evaluate import Scored, knowledge_size, play, random_agent, train
+from cairn.runtime.evaluate import Progress, Scored, knowledge_size, play, random_agent, train
 from cairn.runtime.loop import Agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,9 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="processes at once")
     parser.add_argument("--out", default="runs/crafter_learning",
                         help="folder for learning.json, the plots and each seed's store")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from each seed's resume point in --out (kept every "
+                             "--save-every steps and after every checkpoint), playing what "
+                             "the uninterrupted run would have; the budget may be raised")
+    parser.add_argument("--save-every", type=int, default=50_000,
+                        help="env steps between resume points")
     args = parser.parse_args(argv)
-    if args.budget < 1 or args.eval_episodes < 1 or args.jobs < 1 or args.generation < 1:
-        parser.error("--budget, --eval-episodes, --generation and --jobs must be positive")
+    if min(args.budget, args.eval_episodes, args.jobs, args.generation, args.save_every) < 1:
+        parser.error("--budget, --eval-episodes, --generation, --jobs and --save-every must "
+                     "be positive")
     if len(set(args.train_seeds)) != len(args.train_seeds):
         parser.error("--train-seeds must differ")
     points = args.checkpoints or [c for c in STANDARD_CHECKPOINTS if c < args.budget]
@@ -87,14 +95,29 @@ def scored(agent: Scored) -> dict[str, Any]:
 
 def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
              seeds: list[int]) -> dict[str, Any]:
-    """One training run from an empty store, scored held out at every checkpoint."""
+    """One training run from an empty store (or its resume point), scored held out at
+    every checkpoint."""
     out = Path(args.out)
     store_path = out / f"store-seed{train_seed}.sqlite"
-    for stale in out.glob(f"store-seed{train_seed}.sqlite*"):
-        stale.unlink()
-    checkpoints: list[dict[str, Any]] = []
-    generations: list[dict[str, Any]] = []
-    started = time.perf_counter()
+    point = ResumePoint(out, train_seed)
+    made_with = {"config": dataclasses.asdict(config), "generation": args.generation,
+                 "held_out_seeds": seeds}
+    start, state = Progress(), {"checkpoints": [], "generations": [], "seconds": 0.0}
+    if args.resume and point.exists():
+        start, state = point.load(store_path, made_with)
+        print(f"[seed {train_seed}] going on from {start.steps} steps "
+              f"({start.episodes} episodes)", flush=True)
+        if state.get("commit") != args.commit:
+            print(f"[seed {train_seed}] warning: the run so far was played by commit "
+                  f"{state.get('commit')}, this is {args.commit}", flush=True)
+    else:
+        point.clear()
+        for stale in store_files(store_path):
+            stale.unlink(missing_ok=True)
+    checkpoints: list[dict[str, Any]] = state["checkpoints"]
+    generations: list[dict[str, Any]] = state["generations"]
+    started = time.perf_counter() - state["seconds"]
+    saving = {"next": start.steps + args.save_every, "now": False}
 
     def evaluate(steps: int, agent: Agent) -> None:
         training = time.perf_counter() - started - sum(c["eval_seconds"] for c in checkpoints)
@@ -106,22 +129,28 @@ def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
                             "knowledge": knowledge_size(agent),
                             "train_seconds": training,
                             "eval_seconds": time.perf_counter() - began})
+        saving["now"] = True  # keep a checkpoint's evaluation: it is the slow part
         print(f"[seed {train_seed}] {steps} steps: held-out score {frozen.score():.2f}, "
               f"{knowledge_size(agent)}, {training:.0f} s training", flush=True)
 
     def report(line: str) -> None:
-        if len(generations) % 20 == 0:
+        if len(generations) % 20 == 1:  # generation_done has counted this one
             print(f"[seed {train_seed}]{line}", flush=True)
-        generations.append({})
+
+    def generation_done(progress: Progress, block: Scored, agent: Agent) -> None:
+        generations.append({"steps": progress.steps, "score": block.score(),
+                            "episodes": len(block.reached), "knowledge": block.knowledge})
+        whole = len(block.reached) == args.generation  # not cut short by the budget
+        if whole and (progress.steps >= saving["next"] or saving["now"]):
+            point.save(store_path, progress, {
+                **made_with, "commit": args.commit, "checkpoints": checkpoints,
+                "generations": generations,
+                "seconds": time.perf_counter() - started})
+            saving.update(next=progress.steps + args.save_every, now=False)
 
     with ExperienceStore(store_path) as store:
-        blocks = train(config, store, args.budget, args.generation, train_seed, report,
-                       args.checkpoints, evaluate)
-    total = 0
-    for entry, block in zip(generations, blocks, strict=True):
-        total += block.steps
-        entry.update(steps=total, score=block.score(), episodes=len(block.reached),
-                     knowledge=block.knowledge)
+        train(config, store, args.budget, args.generation, train_seed, report,
+              args.checkpoints, evaluate, start, generation_done)
     return {"train_seed": train_seed, "generations": generations, "checkpoints": checkpoints,
             "store": str(store_path)}
 
@@ -211,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started, code = time.perf_counter(), version()  # the code as it was when the run began
+    args.commit = code["commit"]
     print(f"training seeds {args.train_seeds}, {args.budget} steps each, checkpoints "
           f"{args.checkpoints}; held-out worlds {seeds[0]}..{seeds[-1]}; {args.jobs} jobs",
           flush=True)
@@ -218,7 +248,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              initializer=die_with, initargs=(os.getpid(), signal.SIGTERM)) as pool:
         base_job = pool.submit(baselines, config, seeds)
         jobs = [pool.submit(run_seed, config, s, args, seeds) for s in args.train_seeds]
-        runs = [job.result() for job in jobs]
+        try:
+            runs = [job.result() for job in jobs]
+        except ResumeError as err:
+            for job in jobs:
+                job.cancel()
+            print(f"cairn: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         base = base_job.result()
     result = {
         "command": shlex.join([sys.executable, "-m", "bench.crafter_learning",

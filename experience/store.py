@@ -79,6 +79,10 @@ WHERE t.tag = ? ORDER BY t.attempt DESC LIMIT ?
 """
 _BY_EPISODE = "SELECT id, payload FROM attempts WHERE episode = ? ORDER BY id"
 _BY_SUBGOAL = "SELECT id, payload FROM attempts WHERE subgoal = ? ORDER BY id DESC LIMIT ?"
+_NEWEST = "SELECT id, payload FROM attempts ORDER BY id DESC LIMIT ?"
+_ATTEMPTED = """
+SELECT key FROM subgoals AS s WHERE EXISTS (SELECT 1 FROM attempts WHERE subgoal = s.id)
+ORDER BY id"""
 _COUNTS = "SELECT sum(attempts), sum(successes) FROM summaries WHERE subgoal = ? AND condition = ?"
 _TOTALS = "SELECT subgoal, sum(attempts), sum(successes) FROM summaries GROUP BY subgoal"
 _STATS_COLUMNS = """
@@ -377,6 +381,14 @@ class ExperienceStore:
     def by_subgoal(self, subgoal: str, limit: int = DEFAULT_LIMIT) -> Hits:
         """The newest attempts at a subgoal (by key), newest first."""
         return self._by_name(self._subgoals, subgoal, _BY_SUBGOAL, limit)
+
+    def newest(self, limit: int = DEFAULT_LIMIT) -> Hits:
+        """The newest attempts of any subgoal, newest first."""
+        return Hits(self._conn.execute(_NEWEST, (limit,)).fetchall())
+
+    def subgoals(self) -> list[str]:
+        """Every subgoal attempted here, in the order they were first stored."""
+        return [key for (key,) in self._conn.execute(_ATTEMPTED)]
 
     def _by_name(self, names: _Names, name: str, query: str, *params: int) -> Hits:
         name_id = names.find(name)

@@ -51,7 +51,10 @@ class GuardrailSet:
             guard.version = self.knowledge.put(
                 KIND, guard.id, guard.status, guard.to_dict(), subgoal=subgoal,
                 trigger=guard.trigger.describe(), identity=IDENTITY)
+        new = guard.id not in self.guardrails
         self.guardrails[guard.id] = guard
+        if new:  # in key order, as the store gives them back: a resumed run sees the same
+            self.guardrails = dict(sorted(self.guardrails.items()))
         self._updates += 1
         return guard
 

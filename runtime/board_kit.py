@@ -65,6 +65,12 @@ class BoardKit:
         self.percept = self.perceiver.parse(frame, refind=True)
         self.targets = self._targets(self.percept)
 
+    def memory(self) -> dict[str, Any]:
+        return {}  # what a board game teaches is all in skills and guardrails
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        pass
+
     def context(self, ep: EpisodeState) -> PlanContext:
         state = self._state(ep.step, (0, 0))
         return PlanContext(state=state, condition=condition_signature(state.predicates()),

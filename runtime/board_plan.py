@@ -202,6 +202,12 @@ class BoardPlanner:
         self.tried.clear()
         self.last_reason = ""
 
+    def memory(self) -> dict[str, Any]:
+        return {}
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        pass
+
     def next_subgoal(self, ctx: PlanContext) -> Subgoal | None:
         kit = self.kit
         tiles = kit.percept.tiles

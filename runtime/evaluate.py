@@ -68,28 +68,46 @@ def play(config: RunConfig, store: ExperienceStore, seeds: list[int], name: str,
     return result
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a training run stands after a whole generation: with the store as it was
+    then, enough to go on exactly as the uninterrupted run would have."""
+
+    steps: int = 0
+    episodes: int = 0
+    generations: int = 0
+
+
 def train(config: RunConfig, store: ExperienceStore, budget: int, generation: int,
           first_seed: int = 0, report: Callable[[str], None] = print,
           checkpoints: Sequence[int] = (),
-          on_checkpoint: Callable[[int, Agent], None] | None = None) -> list[Scored]:
+          on_checkpoint: Callable[[int, Agent], None] | None = None,
+          start: Progress = Progress(),
+          on_generation: Callable[[Progress, Scored, Agent], None] | None = None
+          ) -> list[Scored]:
     """Learn for ``budget`` env steps in blocks of ``generation`` episodes (one Scored each).
 
     ``on_checkpoint(steps, agent)`` is called after the episode that first takes the
-    training past each of ``checkpoints`` (the learning agent must not be changed by it).
+    training past each of ``checkpoints`` (the learning agent must not be changed by it);
+    ``on_generation(progress, block, agent)`` after every generation. ``start`` goes on from a
+    progress an earlier call reported, on the store as it was then; it returns the
+    generations played from there.
     """
     config = dataclasses.replace(config, learning="learn", seed=first_seed)
     with Agent(config, store, None) as agent:
         return _train(agent, budget, generation, first_seed, report,
-                      sorted(checkpoints), on_checkpoint)
+                      sorted(c for c in checkpoints if c > start.steps), on_checkpoint,
+                      start, on_generation)
 
 
 def _train(agent: Agent, budget: int, generation: int, first_seed: int,
            report: Callable[[str], None], checkpoints: list[int],
-           on_checkpoint: Callable[[int, Agent], None] | None) -> list[Scored]:
+           on_checkpoint: Callable[[int, Agent], None] | None, start: Progress,
+           on_generation: Callable[[Progress, Scored, Agent], None] | None) -> list[Scored]:
     generations: list[Scored] = []
-    steps, seed, started = 0, first_seed, time.perf_counter()
+    steps, seed, started = start.steps, first_seed + start.episodes, time.perf_counter()
     while steps < budget:
-        block = Scored(f"generation {len(generations) + 1}", agent.game)
+        block = Scored(f"generation {start.generations + len(generations) + 1}", agent.game)
         for _ in range(generation):
             episode = agent.run_episode(seed, seed - first_seed)
             block.reached.append(episode.reached)
@@ -104,6 +122,9 @@ def _train(agent: Agent, budget: int, generation: int, first_seed: int,
                 break
         block.knowledge = knowledge_size(agent)
         generations.append(block)
+        if on_generation is not None:
+            on_generation(Progress(steps, seed - first_seed,
+                                   start.generations + len(generations)), block, agent)
         report(f"  {block.name}: {len(block.reached)} episodes, {steps}/{budget} steps, "
                f"{len(agent.learner.skills.active())} skills, "
                f"{len(agent.learner.guardrails.active())} guardrails, "

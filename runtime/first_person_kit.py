@@ -115,6 +115,13 @@ class FirstPersonKit:
         self._perceive(frame)
         self._new_episode()
 
+    def memory(self) -> dict[str, Any]:
+        return {"seen": sorted(self._seen), "highest": list(self._highest.items())}
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        self._seen.update(memory.get("seen", []))
+        self._highest.update((k, v) for k, v in memory.get("highest", []))
+
     def context(self, ep: EpisodeState) -> PlanContext:
         state = self.state(ep.step)
         return PlanContext(

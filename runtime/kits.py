@@ -68,6 +68,13 @@ class Kit(Protocol):
     def finish_attempt(self, subgoal: Subgoal, pre: State, ep: EpisodeState, trace: Trace,
                        outcome: Outcome, may_lack_requirement: bool) -> tuple[State, Diagnosis]: ...
 
+    def memory(self) -> dict[str, Any]:
+        """What the belief learned across episodes (walkability, counter ranges...), as
+        JSON: the store keeps it so that a run going on from the store starts with it."""
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        """Take back what ``memory`` returned."""
+
     def learning_facts(self) -> dict[str, Any]:
         """What the family's distillation rules read of the belief besides the attempt
         itself, as it stands now; picklable, since a worker sends it to the run's owner."""

@@ -109,7 +109,7 @@ class SubgoalRules:
     """
 
     def __init__(self) -> None:
-        self._windows: dict[str, deque[ExperienceTuple]] = {}
+        self._windows: dict[str, deque[ExperienceTuple]] | None = None
         self._recent: deque[ExperienceTuple] = deque(maxlen=WINDOW * 4)
         self._drift: dict[str, set[int]] = {}
 
@@ -120,10 +120,12 @@ class SubgoalRules:
     def observe_with(self, attempt: ExperienceTuple, learner: Learner, entries: dict[str, int],
                      drift: dict[str, set[int]]) -> None:
         key = attempt.subgoal.key
-        window = self._window(key, learner.store)  # maybe this attempt included
+        windows = self._load(learner.store)  # maybe with this attempt
+        window = windows.setdefault(key, deque(maxlen=WINDOW))
         if not window or window[-1].id != attempt.id:
             window.append(attempt)
-        self._recent.append(attempt)
+        if not self._recent or self._recent[-1].id != attempt.id:
+            self._recent.append(attempt)
         self._drift = drift
         self._distill(key, window, learner)
         depleting = {name for name, signs in drift.items() if -1 in signs}
@@ -133,7 +135,7 @@ class SubgoalRules:
 
     def end_episode(self, learner: Learner) -> None:
         """Re-distil every subgoal seen, so the stored knowledge reflects the whole episode."""
-        for key, window in self._windows.items():
+        for key, window in (self._windows or {}).items():
             self._distill(key, window, learner)
 
     def _distill(self, key: str, window: deque[ExperienceTuple], learner: Learner) -> None:
@@ -147,12 +149,15 @@ class SubgoalRules:
         learner.guardrails.supersede(f"subgoal {key}", REQUIREMENT_ROOTS,
                                      {g.id for g in fresh})
 
-    def _window(self, key: str, store: ExperienceStore) -> deque[ExperienceTuple]:
-        """Attempts at ``key``: loaded from the store the first time (earlier runs count)."""
-        if key not in self._windows:
-            stored = list(store.by_subgoal(key, limit=WINDOW))[::-1]
-            self._windows[key] = deque(stored, maxlen=WINDOW)
-        return self._windows[key]
+    def _load(self, store: ExperienceStore) -> dict[str, deque[ExperienceTuple]]:
+        """The newest attempts at every subgoal, and of all, read from the store the first
+        time: earlier runs count, and a run that goes on from a store distils as the
+        uninterrupted run would have."""
+        if self._windows is None:
+            self._windows = {key: deque(reversed(store.by_subgoal(key, limit=WINDOW)),
+                                        maxlen=WINDOW) for key in store.subgoals()}
+            self._recent.extend(reversed(store.newest(self._recent.maxlen)))
+        return self._windows
 
 
 class EffectRules:

@@ -284,6 +284,12 @@ class LLMPlanner:
         """This episode's calls, tokens, cost and fallbacks (``Usage.as_dict``)."""
         return self.episode.as_dict()
 
+    def memory(self) -> dict[str, Any]:
+        return self.fallback.memory()
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        self.fallback.recall(memory)
+
     def reset(self) -> None:
         self.fallback.reset()
         self.episode = Usage()

@@ -29,6 +29,8 @@ from cairn.runtime.planner import Planner
 
 log = logging.getLogger(__name__)
 MAX_IDLE_ATTEMPTS = 200
+MEMORY = "memory"
+"""The knowledge kind (and key) of what the kit and planner learned across episodes."""
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Agent:
         self.learner.rules = self.kit.rules
         self.sight = self._sight(store)
         self.planner = planner or self._configured_planner()
+        self._recall()
         self.run_id = run_id or new_run_id()
         """Part of every episode's name: episodes of different runs never share one."""
 
@@ -120,6 +123,23 @@ class Agent:
         from cairn.runtime.llm_planner import LLMPlanner
 
         return LLMPlanner.for_agent(self.config, self.kit.planner(), self.env, self.game)
+
+    def _recall(self) -> None:
+        """Start with what earlier runs on this store learned outside skills and guardrails
+        (the baseline without learning starts knowing nothing)."""
+        if self.learner.mode == "off":
+            return
+        entry = self.store.knowledge.get(MEMORY, MEMORY)
+        if entry is not None:
+            self.kit.recall(entry.body.get("kit", {}))
+            self.planner.recall(entry.body.get("planner", {}))
+
+    def _remember(self) -> None:
+        """Keep that memory in the store after every episode the run learns from itself
+        (a worker's agent plays for a run whose knowledge lives elsewhere)."""
+        if self.learner.mode == "learn" and self.learner.outbox is None:
+            body = {"kit": self.kit.memory(), "planner": self.planner.memory()}
+            self.store.knowledge.put(MEMORY, MEMORY, "active", body, identity=())
 
     def use_store(self, store: ExperienceStore) -> None:
         """Play from now on with another store's knowledge (a worker's new snapshot)."""
@@ -167,6 +187,11 @@ class Agent:
         return result
 
     def _play(self, seed, index, episode, recorder, on_step, on_attempt) -> EpisodeResult:
+        # The kit, controllers and planner share this generator; drawn afresh from the run's
+        # seed and the world's, an episode plays the same whatever ran before it in this
+        # process (a resumed run, a worker given any episode).
+        entropy = [self.config.seed % 2**63, int(seed) % 2**63]  # SeedSequence wants >= 0
+        self.rng.bit_generator.state = np.random.default_rng(entropy).bit_generator.state
         reset_started = time.perf_counter()
         frame, info = self.env.reset(seed=seed, options=self.game.reset_options(seed, index))
         reset_seconds = time.perf_counter() - reset_started
@@ -211,6 +236,7 @@ class Agent:
             if on_step is not None:
                 on_step(ep)
         self.learner.end_episode()
+        self._remember()
         end = ep.end or ("terminated" if ep.terminated else "truncated")
         reached = self.game.reached({**ep.last_info, "goal_reached": end == "goal"})
         return EpisodeResult(episode, seed, ep.step, ep.total_reward, attempts, successes,

@@ -90,6 +90,12 @@ class MapKit:
         self.world.observe(self.parse(frame))
         self._new_episode()
 
+    def memory(self) -> dict[str, Any]:
+        return self.world.lessons()
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        self.world.learn_from(memory)
+
     def context(self, ep: EpisodeState) -> PlanContext:
         guardrails = self.learner.guardrails
         self.world.avoid = guardrails.forbidden_entries()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cairn.experience.records import ExperienceTuple, State, Subgoal
 from cairn.guardrails.store import GuardrailSet
@@ -58,6 +58,12 @@ class Planner(Protocol):
 
     def on_attempt(self, attempt: ExperienceTuple, ctx: PlanContext) -> None:
         """Called with every diagnosed attempt, before the next ``next_subgoal``."""
+
+    def memory(self) -> dict[str, Any]:
+        """What it learned across episodes that skills and guardrails do not hold, as JSON
+        (the store keeps it; ``recall`` takes it back in a run going on from the store)."""
+
+    def recall(self, memory: dict[str, Any]) -> None: ...
 
 
 def candidate_subgoals(ctx: PlanContext) -> list[Subgoal]:

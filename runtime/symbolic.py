@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,14 @@ class SymbolicPlanner(Experimenting):
         self.fruitless.clear()
         self.tried.clear()
         self.pursuit = None
+        self.harmed = False
+        self.idle_attempts = 0
+
+    def memory(self) -> dict[str, Any]:
+        return {"seen_facts": sorted(self.seen_facts)}
+
+    def recall(self, memory: dict[str, Any]) -> None:
+        self.seen_facts.update(memory.get("seen_facts", []))
 
     # -- choosing ----------------------------------------------------------------------------
 

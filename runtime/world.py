@@ -60,6 +60,23 @@ class WorldModel:
                           kind_seen=self.kind_seen, kind_changed=self.kind_changed,
                           highest=self.highest, avoid=self.avoid)
 
+    def lessons(self) -> dict[str, list]:
+        """What ``fresh`` keeps, as JSON lists in the order it was learned (a resumed run
+        must iterate it as the uninterrupted one would)."""
+        return {"walk": [[k, s.moved, s.blocked] for k, s in self.walk.items()],
+                "drift": [[k, sorted(signs)] for k, signs in self.drift.items()],
+                "kind_seen": list(self.kind_seen.items()),
+                "kind_changed": list(self.kind_changed.items()),
+                "highest": list(self.highest.items())}
+
+    def learn_from(self, lessons: dict[str, list]) -> None:
+        """Take back what ``lessons`` returned (a run going on from a store)."""
+        self.walk.update((k, WalkStats(moved, blocked)) for k, moved, blocked in
+                         lessons.get("walk", []))
+        self.drift.update((k, set(signs)) for k, signs in lessons.get("drift", []))
+        for name in ("kind_seen", "kind_changed", "highest"):
+            getattr(self, name).update((k, v) for k, v in lessons.get(name, []))
+
     def depleting(self) -> set[str]:
         """Counters seen to fall on their own."""
         return {name for name, signs in self.drift.items() if -1 in signs}

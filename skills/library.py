@@ -26,7 +26,10 @@ class SkillLibrary:
             skill.version = self.knowledge.put(
                 KIND, skill.subgoal, skill.status, skill.to_dict(), subgoal=skill.subgoal,
                 trigger=" & ".join(skill.preconditions), identity=IDENTITY)
+        new = skill.subgoal not in self.skills
         self.skills[skill.subgoal] = skill
+        if new:  # in key order, as the store gives them back: a resumed run sees the same
+            self.skills = dict(sorted(self.skills.items()))
         return skill
 
     def active(self) -> list[Skill]:

@@ -105,6 +105,12 @@ class ScriptedThenPlanned:
     def on_attempt(self, attempt, ctx):
         self.planner.on_attempt(attempt, ctx)
 
+    def memory(self):
+        return self.planner.memory()
+
+    def recall(self, memory):
+        self.planner.recall(memory)
+
 
 def _copy_store(src: Path, dst: Path) -> Path:
     """A consistent copy of a store file (its WAL included), through SQLite's backup API."""

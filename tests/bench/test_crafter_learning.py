@@ -119,3 +119,44 @@ def test_a_killed_bench_leaves_no_worker_behind(tmp_path):
         time.sleep(0.05)
     else:
         assert not Path(f"/proc/{worker}").exists(), "the worker outlived the killed bench"
+
+
+@pytest.mark.slow
+def test_a_bench_killed_mid_run_goes_on_from_its_resume_point_to_the_same_figures(
+        two_runs, tmp_path):
+    """Killed once a resume point exists, then started again with ``--resume``: the figures
+    are those of the run that was never stopped."""
+    command = [sys.executable, "-m", "bench.crafter_learning", *ARGS, "--out", str(tmp_path),
+               "--save-every", "300"]
+    running = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("resume-seed*.json")) and time.monotonic() < deadline:
+        assert running.poll() is None, "the bench ended before saving a resume point"
+        time.sleep(0.2)
+    running.terminate()
+    running.wait(timeout=60)
+    assert not (tmp_path / "learning.json").exists()  # stopped part way
+    done = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "going on from" in done.stdout
+    resumed = json.loads((tmp_path / "learning.json").read_text())
+    assert without_timings(resumed) == without_timings(two_runs[0][0])
+
+
+@pytest.mark.slow
+def test_a_resume_point_made_with_other_settings_is_refused_in_one_line(tmp_path):
+    base = [sys.executable, "-m", "bench.crafter_learning", "--train-seeds", "5", "--budget",
+            "300", "--eval-episodes", "1", "--max-steps", "60", "--jobs", "1",
+            "--save-every", "100", "--out", str(tmp_path)]
+    first = subprocess.run([*base, "--generation", "2"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "resume-seed5.json").exists()
+    again = subprocess.run([*base, "--generation", "3", "--resume"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"cairn: error: {tmp_path / 'resume-seed5.json'} was made with another generation; "
+        "run without --resume to start afresh, or give another --out")

@@ -114,6 +114,15 @@ def test_spatial_tag_and_episode_lookups(store, tuples):
     assert list(store.by_episode("ep-unknown")) == []
 
 
+def test_newest_attempts_and_attempted_subgoals_come_back_in_store_order(store, tuples):
+    """What a run reads to go on where another stopped: the newest attempts of all, newest
+    first, and each subgoal once, in the order it was first stored."""
+    assert [t.step_start for t in store.newest(7)] == [t.step_start for t in tuples[::-1][:7]]
+    assert len(store.newest(1000)) == len(tuples)
+    first_seen = list(dict.fromkeys(t.subgoal.key for t in tuples))
+    assert store.subgoals() == first_seen and len(first_seen) > 1
+
+
 def test_summaries_follow_successes_and_failures(store, tuples):
     for sub in SUBGOALS:
         mine = [t for t in tuples if t.subgoal == sub]

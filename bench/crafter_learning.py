@@ -9,7 +9,9 @@ with matplotlib.
 
 A checkpoint is taken after the episode that crosses it, so its step count is a little
 above the nominal one; the JSON keeps both. The same config, seeds and budget give the same
-numbers in any process (``tests/runtime/test_evaluate.py`` pins it).
+numbers in any process (``tests/runtime/test_evaluate.py`` pins it). A run stopped part
+way goes on with ``--resume`` from each seed's last resume point (``bench/resume_point.py``)
+to the figures it would have given uninterrupted.
 """
 
 from __future__ import annotations

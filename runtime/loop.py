@@ -20,7 +20,7 @@ import numpy as np
 from cairn.envs.game import Game
 from cairn.experience.recording import EpisodeRecorder
 from cairn.experience.records import ExperienceTuple
-from cairn.experience.store import ExperienceStore
+from cairn.experience.store import ExperienceStore, StoreError
 from cairn.runtime.config import RunConfig
 from cairn.runtime.executor import EpisodeState, Executor
 from cairn.runtime.kits import Kit, make_kit
@@ -90,20 +90,24 @@ class Agent:
         self.store = store
         self.run_dir = run_dir
         self.game = game or config.game_adapter()
-        self._owned = None
+        self.run_id = run_id or new_run_id()
+        """Part of every episode's name: episodes of different runs never share one."""
+        self._owned, self.sight = None, None
         if env is None:
             self._owned = self.game.open()
             env = self._owned.__enter__()
         self.env = env
-        self.rng = np.random.default_rng(config.seed)
-        self.learner = Learner(store, config.learning)
-        self.kit: Kit = make_kit(self.game, env, config, self.learner, self.rng)
-        self.learner.rules = self.kit.rules
-        self.sight = self._sight(store)
-        self.planner = planner or self._configured_planner()
-        self._recall()
-        self.run_id = run_id or new_run_id()
-        """Part of every episode's name: episodes of different runs never share one."""
+        try:  # a game this agent opened must not outlive an agent that could not start
+            self.rng = np.random.default_rng(config.seed)
+            self.learner = Learner(store, config.learning)
+            self.kit: Kit = make_kit(self.game, env, config, self.learner, self.rng)
+            self.learner.rules = self.kit.rules
+            self.sight = self._sight(store)
+            self.planner = planner or self._configured_planner()
+            self._recall()
+        except BaseException:
+            self.close()
+            raise
 
     def _sight(self, store: ExperienceStore) -> Any:
         """The config's CLIP encoder at work (``runtime.sight``), or None without one."""
@@ -130,9 +134,17 @@ class Agent:
         if self.learner.mode == "off":
             return
         entry = self.store.knowledge.get(MEMORY, MEMORY)
-        if entry is not None:
+        if entry is None:
+            return
+        try:
             self.kit.recall(entry.body.get("kit", {}))
             self.planner.recall(entry.body.get("planner", {}))
+        except (AttributeError, TypeError, ValueError) as err:
+            raise StoreError(
+                f"{self.store.path}: what earlier runs learned across episodes (its "
+                f"'{MEMORY}' entry) cannot be read ({err}); delete it to start without it: "
+                f"sqlite3 {self.store.path} \"DELETE FROM knowledge WHERE kind = '{MEMORY}'\""
+            ) from None
 
     def _remember(self) -> None:
         """Keep that memory in the store after every episode the run learns from itself

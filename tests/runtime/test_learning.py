@@ -172,3 +172,29 @@ def test_off_plays_on_a_full_store_exactly_as_on_an_empty_one(table_store, tmp_p
             played.append([t.subgoal.key for t in store.by_episode(episode.episode)])
     assert len(played[0]) > 10
     assert played[0] == played[1]
+
+
+def test_what_a_run_learned_across_episodes_comes_back_and_a_broken_record_is_one_error(
+        tmp_path):
+    """The kit's and planner's memory is kept in the store after each episode; the next
+    agent on the store starts with it, and an unreadable one stops it with a way out."""
+    from cairn.experience.store import StoreError
+    from cairn.runtime.config import load_config
+    from cairn.runtime.loop import MEMORY, Agent
+
+    from ..conftest import MANY_TREES_SEED, ROOT
+
+    config = load_config(ROOT / "configs" / "crafter.yaml",
+                         {"env.kwargs.area": [32, 32], "max_steps": 120})
+    with ExperienceStore(tmp_path / "s.sqlite") as store, Agent(config, store, None) as agent:
+        agent.run_episode(MANY_TREES_SEED, 0)
+        walk = {k: (s.moved, s.blocked) for k, s in agent.kit.world.walk.items()}
+        seen = set(agent.planner.seen_facts)
+    assert walk and seen  # it walked on some kinds of tile and saw facts
+    with ExperienceStore(tmp_path / "s.sqlite") as store, Agent(config, store, None) as agent:
+        assert {k: (s.moved, s.blocked) for k, s in agent.kit.world.walk.items()} == walk
+        assert agent.planner.seen_facts == seen
+        store.knowledge.put(MEMORY, MEMORY, "active", {"kit": {"walk": [["grass"]]}})
+    with ExperienceStore(tmp_path / "s.sqlite") as store, \
+            pytest.raises(StoreError, match="DELETE FROM knowledge WHERE kind = 'memory'"):
+        Agent(config, store, None)

@@ -29,6 +29,7 @@ from cairn.runtime.planner import Planner
 
 log = logging.getLogger(__name__)
 MAX_IDLE_ATTEMPTS = 200
+"""Subgoals in a row that took no step after which an episode ends as stuck."""
 MEMORY = "memory"
 """The knowledge kind (and key) of what the kit and planner learned across episodes."""
 
@@ -238,10 +239,13 @@ class Agent:
             attempts += 1
             successes += attempt.diagnosis.success
             idle = 0 if attempt.diagnosis.steps else idle + 1
-            if idle >= MAX_IDLE_ATTEMPTS:
-                raise RuntimeError(
-                    f"the planner chose {idle} subgoals in a row that took no step "
-                    f"(last: {subgoal.key}); stopping instead of spinning")
+            if idle >= MAX_IDLE_ATTEMPTS:  # boxed in (every way out a kind it must not
+                # enter, say): nothing it can choose moves the game on. The world is given
+                # up, not the run: a long run goes on with the next one.
+                log.warning("%s: %d subgoals in a row took no step (last: %s); ending the "
+                            "episode", episode, idle, subgoal.key)
+                ep.end = "stuck"
+                break
             if self.kit.max_attempts is not None and attempts >= self.kit.max_attempts:
                 ep.end = ep.end or "max_attempts"
                 break

@@ -145,7 +145,8 @@ def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
         whole = len(block.reached) == args.generation  # not cut short by the budget
         if whole and (progress.steps >= saving["next"] or saving["now"]):
             point.save(store_path, progress, {
-                **made_with, "commit": args.commit, "checkpoints": checkpoints,
+                **made_with, "commit": args.commit, "budget": args.budget,
+                "checkpoints": checkpoints,
                 "generations": generations,
                 "seconds": time.perf_counter() - started})
             saving.update(next=progress.steps + args.save_every, now=False)
@@ -153,6 +154,7 @@ def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
     with ExperienceStore(store_path) as store:
         train(config, store, args.budget, args.generation, train_seed, report,
               args.checkpoints, evaluate, start, generation_done)
+    point.mark_finished()
     return {"train_seed": train_seed, "generations": generations, "checkpoints": checkpoints,
             "store": str(store_path)}
 
@@ -241,6 +243,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        for seed in [] if args.resume else args.train_seeds:  # before any seed starts afresh
+            ResumePoint(out, seed).refuse_unfinished()
+    except ResumeError as err:
+        print(f"cairn: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     started, code = time.perf_counter(), version()  # the code as it was when the run began
     args.commit = code["commit"]
     print(f"training seeds {args.train_seeds}, {args.budget} steps each, checkpoints "

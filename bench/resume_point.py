@@ -75,6 +75,30 @@ class ResumePoint:
             target.close()
         return progress, body
 
+    def refuse_unfinished(self) -> None:
+        """A run stopped before its budget may hold hours of training: starting afresh
+        over it takes more than a forgotten ``--resume``."""
+        if not self.exists():
+            return
+        try:
+            body = json.loads(self.json.read_text())
+            steps, budget = body["progress"]["steps"], body.get("budget", "?")
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # unreadable: nothing to go on from
+        if not body.get("finished"):
+            raise ResumeError(f"{self.json}: a run stopped at {steps} steps of {budget}; "
+                              "--resume goes on from there (delete it, or give another --out, "
+                              "to start afresh)")
+
+    def mark_finished(self) -> None:
+        """The run reached its budget: a new run may start afresh over this point (and
+        ``--resume`` with a higher budget still goes on from it)."""
+        if self.exists():
+            body = json.loads(self.json.read_text())
+            written = self.json.with_name(self.json.name + ".partial")
+            written.write_text(json.dumps({**body, "finished": True}, indent=1))
+            os.replace(written, self.json)
+
     def exists(self) -> bool:
         return self.json.is_file()
 

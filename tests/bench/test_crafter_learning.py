@@ -137,6 +137,8 @@ def test_a_bench_killed_mid_run_goes_on_from_its_resume_point_to_the_same_figure
     running.terminate()
     running.wait(timeout=60)
     assert not (tmp_path / "learning.json").exists()  # stopped part way
+    afresh = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert afresh.returncode == 2 and "--resume goes on from there" in afresh.stderr
     done = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -154,6 +156,9 @@ def test_a_resume_point_made_with_other_settings_is_refused_in_one_line(tmp_path
                            text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / "resume-seed5.json").exists()
+    rerun = subprocess.run([*base, "--generation", "2"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]  # a finished run may start afresh
     again = subprocess.run([*base, "--generation", "3", "--resume"], cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 2

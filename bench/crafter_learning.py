@@ -95,6 +95,24 @@ def scored(agent: Scored) -> dict[str, Any]:
             "reached": [sorted(r) for r in agent.reached]}
 
 
+def made_with(config: RunConfig, args: argparse.Namespace, seeds: list[int]) -> dict[str, Any]:
+    """What a resume point must have been made with to be gone on from."""
+    return {"config": dataclasses.asdict(config), "generation": args.generation,
+            "held_out_seeds": seeds}
+
+
+def check_resume_points(config: RunConfig, args: argparse.Namespace, seeds: list[int]) -> None:
+    """Every seed's resume point, before any seed starts: one that ``--resume`` cannot go
+    on from, or an unfinished one a run without it would start afresh over, stops the
+    bench (a seed already training would hold it up for hours)."""
+    for seed in args.train_seeds:
+        point = ResumePoint(Path(args.out), seed)
+        if not args.resume:
+            point.refuse_unfinished()
+        elif point.exists():
+            point.check(made_with(config, args, seeds))
+
+
 def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
              seeds: list[int]) -> dict[str, Any]:
     """One training run from an empty store (or its resume point), scored held out at
@@ -102,11 +120,10 @@ def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
     out = Path(args.out)
     store_path = out / f"store-seed{train_seed}.sqlite"
     point = ResumePoint(out, train_seed)
-    made_with = {"config": dataclasses.asdict(config), "generation": args.generation,
-                 "held_out_seeds": seeds}
+    made = made_with(config, args, seeds)
     start, state = Progress(), {"checkpoints": [], "generations": [], "seconds": 0.0}
     if args.resume and point.exists():
-        start, state = point.load(store_path, made_with)
+        start, state = point.load(store_path, made)
         print(f"[seed {train_seed}] going on from {start.steps} steps "
               f"({start.episodes} episodes)", flush=True)
         if state.get("commit") != args.commit:
@@ -145,7 +162,7 @@ def run_seed(config: RunConfig, train_seed: int, args: argparse.Namespace,
         whole = len(block.reached) == args.generation  # not cut short by the budget
         if whole and (progress.steps >= saving["next"] or saving["now"]):
             point.save(store_path, progress, {
-                **made_with, "commit": args.commit, "budget": args.budget,
+                **made, "commit": args.commit, "budget": args.budget,
                 "checkpoints": checkpoints,
                 "generations": generations,
                 "seconds": time.perf_counter() - started})
@@ -244,8 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        for seed in [] if args.resume else args.train_seeds:  # before any seed starts afresh
-            ResumePoint(out, seed).refuse_unfinished()
+        check_resume_points(config, args, seeds)
     except ResumeError as err:
         print(f"cairn: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -258,13 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              initializer=die_with, initargs=(os.getpid(), signal.SIGTERM)) as pool:
         base_job = pool.submit(baselines, config, seeds)
         jobs = [pool.submit(run_seed, config, s, args, seeds) for s in args.train_seeds]
-        try:
-            runs = [job.result() for job in jobs]
-        except ResumeError as err:
-            for job in jobs:
-                job.cancel()
-            print(f"cairn: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        runs = [job.result() for job in jobs]
         base = base_job.result()
     result = {
         "command": shlex.join([sys.executable, "-m", "bench.crafter_learning",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn.runtime.evaluate import Progress
+from cairn.runtime.views.html import write_atomic
 
 
 class ResumeError(Exception):
@@ -34,70 +35,64 @@ class ResumePoint:
         copy = self.folder / f"resume-seed{self.train_seed}-{progress.steps}.sqlite"
         partial = copy.with_name(copy.name + ".partial")
         partial.unlink(missing_ok=True)
-        source = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True)
-        target = sqlite3.connect(partial)
-        try:
-            source.backup(target)
-        finally:
-            source.close()
-            target.close()
+        _backup(f"{store_path.resolve().as_uri()}?mode=ro", partial)
         os.replace(partial, copy)
-        old = self._copy_named()
-        body = {"progress": asdict(progress), "copy": copy.name, **state}
-        written = self.json.with_name(self.json.name + ".partial")
-        written.write_text(json.dumps(body, indent=1, default=str))
-        os.replace(written, self.json)
-        if old is not None and old != copy:
-            old.unlink(missing_ok=True)
-
-    def load(self, store_path: Path, expected: dict[str, Any]) -> tuple[Progress, dict]:
-        """Put the copied store back at ``store_path`` and return the progress and state
-        saved with it; ``expected`` holds what must match (config, generation, worlds)."""
         try:
-            body = json.loads(self.json.read_text())
+            old = self._read()
+        except ResumeError:  # unreadable: nothing of it to keep
+            old = None
+        body = {"progress": asdict(progress), "copy": copy.name, **state}
+        write_atomic(self.json, json.dumps(body, indent=1, default=str))
+        if old is not None and old.get("copy") not in (None, copy.name):
+            (self.folder / old["copy"]).unlink(missing_ok=True)
+
+    def check(self, expected: dict[str, Any]) -> tuple[Progress, dict[str, Any]]:
+        """The progress and state saved here, if they can be gone on from: ``expected``
+        holds what must match (config, generation, worlds) and the copy must exist."""
+        body = self._read()
+        if body is None:
+            raise ResumeError(f"{self.json}: there is no resume point")
+        try:
             progress = Progress(**body["progress"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (KeyError, TypeError) as err:
             raise ResumeError(f"{self.json}: not a readable resume point ({err})") from None
         for key, value in expected.items():
             if json.loads(json.dumps(value, default=str)) != body.get(key):
                 raise ResumeError(f"{self.json} was made with another {key}; run without "
                                   "--resume to start afresh, or give another --out")
-        copy = self.folder / body.get("copy", "")
-        if not copy.is_file():
-            raise ResumeError(f"{self.json} names {copy.name}, which is missing")
+        if not (self.folder / body.get("copy", "")).is_file():
+            raise ResumeError(f"{self.json} names {body.get('copy')}, which is missing")
+        return progress, body
+
+    def load(self, store_path: Path, expected: dict[str, Any]) -> tuple[Progress, dict]:
+        """Put the copied store back at ``store_path`` and return the progress and state
+        saved with it (``check``)."""
+        progress, body = self.check(expected)
         for stale in store_files(store_path):
             stale.unlink(missing_ok=True)
-        source, target = sqlite3.connect(copy), sqlite3.connect(store_path)
-        try:
-            source.backup(target)
-        finally:
-            source.close()
-            target.close()
+        _backup(str(self.folder / body["copy"]), store_path)
         return progress, body
 
     def refuse_unfinished(self) -> None:
         """A run stopped before its budget may hold hours of training: starting afresh
         over it takes more than a forgotten ``--resume``."""
-        if not self.exists():
-            return
         try:
-            body = json.loads(self.json.read_text())
-            steps, budget = body["progress"]["steps"], body.get("budget", "?")
-        except (OSError, ValueError, KeyError, TypeError):
+            body = self._read()
+            steps = body["progress"]["steps"] if body is not None else None
+        except (ResumeError, KeyError, TypeError):
             return  # unreadable: nothing to go on from
-        if not body.get("finished"):
-            raise ResumeError(f"{self.json}: a run stopped at {steps} steps of {budget}; "
-                              "--resume goes on from there (delete it, or give another --out, "
-                              "to start afresh)")
+        if body is None or body.get("finished"):
+            return
+        raise ResumeError(f"{self.json}: a run stopped at {steps} steps of "
+                          f"{body.get('budget', '?')}; --resume goes on from there (delete it, "
+                          "or give another --out, to start afresh)")
 
     def mark_finished(self) -> None:
         """The run reached its budget: a new run may start afresh over this point (and
         ``--resume`` with a higher budget still goes on from it)."""
-        if self.exists():
-            body = json.loads(self.json.read_text())
-            written = self.json.with_name(self.json.name + ".partial")
-            written.write_text(json.dumps({**body, "finished": True}, indent=1))
-            os.replace(written, self.json)
+        body = self._read()
+        if body is not None:
+            write_atomic(self.json, json.dumps({**body, "finished": True}, indent=1))
 
     def exists(self) -> bool:
         return self.json.is_file()
@@ -106,13 +101,28 @@ class ResumePoint:
         for stale in self.folder.glob(f"resume-seed{self.train_seed}[.-]*"):
             stale.unlink()
 
-    def _copy_named(self) -> Path | None:
-        if not self.json.is_file():
-            return None
+    def _read(self) -> dict[str, Any] | None:
+        """The saved JSON; None when there is none."""
         try:
-            return self.folder / json.loads(self.json.read_text())["copy"]
-        except (ValueError, KeyError):
+            body = json.loads(self.json.read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as err:
+            raise ResumeError(f"{self.json}: not a readable resume point ({err})") from None
+        if not isinstance(body, dict):
+            raise ResumeError(f"{self.json}: not a readable resume point (not an object)")
+        return body
+
+
+def _backup(source: str, target: Path) -> None:
+    """Copy a SQLite file (``source``: a path or a URI) through SQLite's backup API."""
+    src = sqlite3.connect(source, uri=source.startswith("file:"))
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 def store_files(path: Path) -> list[Path]:

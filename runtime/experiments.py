@@ -52,9 +52,10 @@ class Experimenting:
             return []
         neighbours = [f"near:{kind}" for kind in sorted(world.known_kinds)]
         stations = {f"near:{kind}" for kind in world.known_kinds if self._station(kind, ctx)}
-        spent = {name for skill in self.skills.active() for name in skill.uses()}
+        active = self.skills.active()
+        spent = {name for skill in active for name in skill.uses()}
         raised = {name: name in spent for name in sorted(
-            {name for skill in self.skills.active() for name in skill.raises()})}
+            {name for skill in active for name in skill.raises()})}
         steps: list[tuple[Subgoal, Pursuit]] = []
         for guard in gated:
             found = self._lift(guard, facts, neighbours, stations, raised, ctx, world) or \
@@ -110,9 +111,9 @@ class Experimenting:
         levels = set()
         for name, used_up in raised.items():
             have = held.get(name, 0)
-            level = min(max(have + 1, 2 * _most(name, covering)), FACT_MAX_COUNT)
-            if not used_up:
-                level = 1  # what nothing uses up is had or not: no amount of it to find
+            # what nothing uses up is had or not: no amount of it to find
+            level = min(max(have + 1, 2 * _most(name, covering)), FACT_MAX_COUNT) \
+                if used_up else 1
             if name not in guard.trigger.ignore and level > have:
                 levels.add(f"{name}>={level}")
         reachable = sorted((levels | set(neighbours)) - facts)

@@ -233,7 +233,10 @@ def test_a_real_episode_reads_the_hud_exactly_and_keeps_the_trunk_kind():
                  and "pointing" in p.tags]
         if len(trunk) >= 5:
             break
-    pointing = [("pointing" in p.tags) == (t["pointed"] is not None) for p, t in seen]
+    # Like the HUD, the outline may show what the server pointed at a step before.
+    pointing = [("pointing" in p.tags) in {t["pointed"] is not None,
+                                            seen[max(i - 1, 0)][1]["pointed"] is not None}
+                for i, (p, t) in enumerate(seen)]
     assert sum(pointing) >= 0.95 * len(seen)
     ground = [p.crosshair for p, t in seen
               if t["pointed"] and t["pointed"]["name"].endswith("dirt_with_grass")]
@@ -277,4 +280,5 @@ def _walk_up_and_dig(env, step, look, seen):
         truth = step("dig")
         if truth["dug_groups"].get("tree"):
             break
+    step("noop")  # the HUD shows the trunk's item a frame after the server has it
     return start

@@ -27,6 +27,7 @@ from cairn.guardrails.model import Guardrail, Trigger, novelty_facts
 MIN_FAILURES = 2
 RARE_IN_SAFE = 0.2
 MAX_TRIGGER_FACTS = 2
+HARM_PRIOR = 5
 MIN_CONTRAST = 5
 HARM_FACT_PREFIXES = ("see:", "near:", "facing:", "tag:")
 MIN_SITUATION, SITUATION_HARM, SUBGOAL_MARGIN = 4, 0.25, 0.25
@@ -120,7 +121,7 @@ def harm_guardrails(
     contrast = same if len(same) >= MIN_CONTRAST else safe
     if len(contrast) < MIN_CONTRAST:
         return []
-    facts = _rare_facts(_harm_facts(attempt), contrast, depleting)
+    facts = _suspects(attempt, contrast, history, depleting)
     if not facts or _situational(attempt, facts, history):
         return []
     subgoal = attempt.subgoal.key
@@ -157,20 +158,42 @@ def _situational(attempt: ExperienceTuple, facts: list[str],
 
 
 def _harm_share(attempts: Sequence[ExperienceTuple]) -> float:
-    hurt = sum(t.diagnosis.health_delta < 0 or t.diagnosis.cause == Cause.DIED
-               for t in attempts)
-    return hurt / len(attempts)
+    return sum(map(_hurt, attempts)) / len(attempts)
 
 
-def _rare_facts(facts: frozenset[str], safe: Sequence[ExperienceTuple],
-                depleting: set[str]) -> list[str]:
-    """Up to two facts of the harmful attempt that were rare in safe ones, rarest first."""
-    candidates = [f for f in facts if f.startswith(HARM_FACT_PREFIXES)
+def _hurt(attempt: ExperienceTuple) -> bool:
+    return attempt.diagnosis.health_delta < 0 or attempt.diagnosis.cause == Cause.DIED
+
+
+def _suspects(attempt: ExperienceTuple, safe: Sequence[ExperienceTuple],
+              history: Sequence[ExperienceTuple], depleting: set[str]) -> list[str]:
+    """Up to two facts of the harmful attempt that were rare in safe attempts and went with
+    harm more often than not having them did, the most harmful first.
+
+    Rarity alone names whatever was unusual at the time: the diamond in view when a zombie
+    struck. Such a guardrail is rarely tested again, and each chance companion of a real
+    danger made another one. A fact's harm rate is counted over ``history`` and the attempt,
+    pulled towards the base rate by ``HARM_PRIOR`` attempts' worth of evidence, so
+    a fact seen once is a suspect but one that went with harm many times comes first."""
+    facts = _harm_facts(attempt)
+    own = attempt.subgoal.target  # the subgoal runs where its target is: no suspect
+    candidates = [f for f in facts if (f.startswith(HARM_FACT_PREFIXES)
+                                       and f.split(":", 1)[1] != own)
                   or (f.endswith("=0") and f[:-2] in depleting)]
     safe_facts = [t.pre.facts() for t in safe]
     share = {f: sum(f in s for s in safe_facts) / max(len(safe_facts), 1) for f in candidates}
-    rare = sorted((f for f in candidates if share[f] < RARE_IN_SAFE), key=lambda f: (share[f], f))
-    return rare[:MAX_TRIGGER_FACTS]
+    rare = [f for f in candidates if share[f] < RARE_IN_SAFE]
+    if not rare:
+        return []
+    others = [t for t in history if t is not attempt and (t.id is None or t.id != attempt.id)]
+    seen = [(_harm_facts(t), _hurt(t)) for t in others] + [(facts, True)]
+    base = sum(hurt for _, hurt in seen) / len(seen)
+    rate = {}
+    for f in rare:
+        with_f = [hurt for held, hurt in seen if f in held]
+        rate[f] = (sum(with_f) + HARM_PRIOR * base) / (len(with_f) + HARM_PRIOR)
+    harmful = sorted((f for f in rare if rate[f] > base), key=lambda f: (-rate[f], share[f], f))
+    return harmful[:MAX_TRIGGER_FACTS]
 
 
 def weigh(guard: Guardrail, successes: Sequence[ExperienceTuple],

@@ -59,6 +59,24 @@ def test_harm_names_the_facts_that_set_it_apart_and_waits_for_a_second_one():
     assert guards.blocking_subgoal("sleep", history[0].pre.facts()) is None  # by day
 
 
+def test_harm_names_what_went_with_harm_before_not_what_was_merely_rare():
+    attempt = Attempts()
+    history = safe_sleeps(attempt)
+    history += [attempt("explore", {}, cause="damage_taken", health_delta=-1, **NIGHT)
+                for _ in range(3)]
+    diamond = {"visible": ("grass", "tree", "diamond")}
+    history += [attempt("explore", {}, ["moved"], **diamond) for _ in range(4)]
+    bitten = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2,
+                     visible=("grass", "tree", "zombie", "diamond"), tags=("night",))
+    (guard,) = harm_guardrails(bitten, [*history, bitten], {}, set(), TRAITS)
+    # All three were never seen in a safe sleep; the diamond was seen safely elsewhere.
+    assert guard.trigger.all_of == ["see:zombie", "tag:night"]
+    # A diamond seen only now, with no harm behind zombies or the night, is the suspect.
+    calm = [*safe_sleeps(attempt), bitten]
+    (guard,) = harm_guardrails(bitten, calm, {}, set(), TRAITS)
+    assert guard.trigger.all_of == ["see:diamond", "see:zombie"]
+
+
 def test_a_death_is_enforced_at_once_and_a_counter_run_down_can_be_the_cause():
     attempt = Attempts()
     history = safe_sleeps(attempt)

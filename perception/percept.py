@@ -35,3 +35,9 @@ class Percept:
 
     def visible(self) -> set[str]:
         return {self.classes[i] for i in np.unique(self.tiles) if i != UNKNOWN}
+
+    def count(self, name: str) -> int:
+        """How many tiles show ``name``."""
+        if name not in self.classes:
+            return 0
+        return int(np.count_nonzero(self.tiles == self.classes.index(name)))

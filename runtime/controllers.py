@@ -30,6 +30,8 @@ class Outcome:
     distance_end: float | None = None
     target: tuple[int, int] | None = None
     target_before: str | None = None
+    removed: bool = False
+    """The target, a kind that wanders, was struck from the world (see AttemptView.removed)."""
     detail: str = ""
 
 
@@ -55,6 +57,13 @@ class AttemptView:
             return False
         after = self.world.kind_at(target)
         return after != kind_before and not self.world.mobile(after)
+
+    def removed(self, target: tuple[int, int], kind: str, in_view_before: int) -> bool:
+        """Is ``kind`` gone from ``target`` with one fewer of it in view than before the
+        action? One that stepped aside is still in view; one struck down is not. This is
+        how the agent sees a blow land on something that wanders and carries nothing off."""
+        world = self.world
+        return world.kind_at(target) != kind and world.percept.count(kind) < in_view_before
 
 
 Controller = Generator[str, None, Outcome]
@@ -135,14 +144,21 @@ class Controllers:
         outcome = yield from self.go_next_to(view, kind)
         if not outcome.reached:
             return outcome
-        target = outcome.target
+        world, target = view.world, outcome.target
         outcome.target_before = kind
+        mobile = world.mobile(kind)
+        strikable = mobile and not world.vanishes(kind)  # gone may be struck down
         for _ in range(self.agent.interact_tries):
+            if mobile and world.kind_at(target) != kind:  # pressing on would act on
+                outcome.reached, outcome.detail = False, "it moved away"  # what is left
+                break
+            in_view = world.percept.count(kind)
             yield self.actions.interact
-            if view.effect(target, kind):
+            outcome.removed = strikable and view.removed(target, kind, in_view)
+            if outcome.removed or view.effect(target, kind):
                 outcome.effect = True
                 return outcome
-            if view.world.facing_position() != target:
+            if world.facing_position() != target:
                 break
         return outcome
 

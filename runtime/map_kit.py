@@ -203,7 +203,9 @@ class MapKit:
         effects = [counter_effect(name, change) for name, change in sorted(caused.items())]
         if outcome.target is not None and outcome.target_before is not None:
             after = world.kind_at(outcome.target)
-            if after != outcome.target_before and not world.mobile(outcome.target_before) \
+            if outcome.removed:  # whatever it stood on is left: it says nothing
+                effects.append(change_effect(0, 0, outcome.target_before, ""))
+            elif after != outcome.target_before and not world.mobile(outcome.target_before) \
                     and not world.mobile(after):
                 effects.append(change_effect(0, 0, outcome.target_before, after))
         if trace.reward >= self.config.agent.reward_threshold:

@@ -16,6 +16,7 @@ from cairn.perception.percept import UNKNOWN, Percept
 
 Direction = tuple[int, int]
 DIRECTIONS: tuple[Direction, ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+VANISHING = 0.2
 
 
 @dataclass
@@ -45,9 +46,13 @@ class WorldModel:
     avoid: set[str] = field(default_factory=set)
     """Kinds never to step onto (from guardrails)."""
     drift: dict[str, set[int]] = field(default_factory=dict)
+    """Counter -> directions (+1/-1) it has moved in on its own, while the agent only walked."""
     kind_seen: dict[str, int] = field(default_factory=dict)
     kind_changed: dict[str, int] = field(default_factory=dict)
-    """Counter -> directions (+1/-1) it has moved in on its own, while the agent only walked."""
+    kind_still: dict[str, int] = field(default_factory=dict)
+    """Kind -> frames it was in view while the agent stood and did nothing else."""
+    kind_vanished: dict[str, int] = field(default_factory=dict)
+    """Kind -> how many of it left the view in those frames."""
 
     def __post_init__(self) -> None:
         size = 2 * self.radius
@@ -58,6 +63,7 @@ class WorldModel:
         (walkability, drifting counters, wandering kinds, counter ranges)."""
         return WorldModel(radius=self.radius, walk=self.walk, drift=self.drift,
                           kind_seen=self.kind_seen, kind_changed=self.kind_changed,
+                          kind_still=self.kind_still, kind_vanished=self.kind_vanished,
                           highest=self.highest, avoid=self.avoid)
 
     def lessons(self) -> dict[str, list]:
@@ -67,6 +73,8 @@ class WorldModel:
                 "drift": [[k, sorted(signs)] for k, signs in self.drift.items()],
                 "kind_seen": list(self.kind_seen.items()),
                 "kind_changed": list(self.kind_changed.items()),
+                "kind_still": list(self.kind_still.items()),
+                "kind_vanished": list(self.kind_vanished.items()),
                 "highest": list(self.highest.items())}
 
     def learn_from(self, lessons: dict[str, list]) -> None:
@@ -74,7 +82,7 @@ class WorldModel:
         self.walk.update((k, WalkStats(moved, blocked)) for k, moved, blocked in
                          lessons.get("walk", []))
         self.drift.update((k, set(signs)) for k, signs in lessons.get("drift", []))
-        for name in ("kind_seen", "kind_changed", "highest"):
+        for name in ("kind_seen", "kind_changed", "kind_still", "kind_vanished", "highest"):
             getattr(self, name).update((k, v) for k, v in lessons.get(name, []))
 
     def depleting(self) -> set[str]:
@@ -140,11 +148,27 @@ class WorldModel:
             self.kind_seen[name] = self.kind_seen.get(name, 0) + count
             if changed[i]:
                 self.kind_changed[name] = self.kind_changed.get(name, 0) + changed[i]
+        if shift == (0, 0):
+            self._learn_vanishing(before, after)
+
+    def _learn_vanishing(self, before: Percept, after: Percept) -> None:
+        """Count, per kind in view while the agent stood, how many of it left the view."""
+        for name in before.visible():
+            self.kind_still[name] = self.kind_still.get(name, 0) + 1
+            gone = before.count(name) - after.count(name)
+            if gone > 0:
+                self.kind_vanished[name] = self.kind_vanished.get(name, 0) + gone
 
     def mobile(self, kind: str | None) -> bool:
         """Kinds whose tiles often change on their own (things that wander)."""
         changed = self.kind_changed.get(kind, 0)
         return changed >= 3 and changed > 0.2 * self.kind_seen.get(kind, 1)
+
+    def vanishes(self, kind: str) -> bool:
+        """Kinds that often leave the view by themselves (one in five frames it was seen in
+        while the agent stood): their leaving says nothing about a blow."""
+        vanished = self.kind_vanished.get(kind, 0)
+        return vanished >= 3 and vanished > VANISHING * self.kind_still.get(kind, 1)
 
     def unexplained_changes(self, before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
         """Counter changes the agent has never seen happen on their own: an action's effect."""

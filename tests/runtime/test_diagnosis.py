@@ -136,3 +136,34 @@ def test_what_changed_is_said_relative_to_the_target(small_world, store, crafter
     assert world.kind_at(d.target) == "grass"
     assert (0, 0, "tree", "grass") in d.changed_tiles
     assert "changed:0,0:tree>grass" in d.effects and "wood+1" in d.effects
+
+
+def test_a_blow_that_strikes_down_a_creature_that_wanders_is_an_effect(
+        small_world, store, crafter_config, rng):
+    """Defeating a zombie raises no counter and, after the first time, earns no reward:
+    the agent sees it only as the zombie gone from where it stood and from the view."""
+    from crafter import objects
+
+    small_world.reset(seed=TREE_AND_STONE_SEED)
+    crafter = small_world._env  # privileged: to set the scene and to measure only
+    player, world = crafter._player, crafter._world
+    cell = tuple(int(v) for v in np.array(player.pos) + np.array(player.facing))
+    assert world[cell][1] is None and world[cell][0] in ("grass", "sand", "path")
+    zombie = objects.Zombie(world, cell, player)
+    zombie.health = 1  # one blow
+    world.add(zombie)
+    player.achievements["defeat_zombie"] = 1  # defeated before: no reward this time
+    crafter._unlocked.add("defeat_zombie")
+    frame, _, _, _, info = small_world.step(small_world.action_names.index("noop"))
+    kit = MapKit(CrafterGame({}), small_world, crafter_config, Learner(store, "frozen"), rng)
+    kit.world.kind_seen["zombie"] = kit.world.kind_changed["zombie"] = 10  # it wanders
+    ep = EpisodeState("test", last_info=info)
+    kit.begin(frame, ep)
+    executor = Executor(small_world, kit)
+    attempt = executor.attempt(Subgoal("interact", "zombie"), ep)
+    d = attempt.diagnosis
+    assert zombie not in world.objects and player.achievements["defeat_zombie"] == 2
+    assert "reward" not in d.effects
+    assert d.success and d.cause == Cause.SUCCESS
+    assert "changed:0,0:zombie>" in d.effects and attempt.subgoal.target == "zombie"
+    assert attempt.primitives.count(kit.action_ids["do"]) == 1

@@ -77,3 +77,29 @@ def test_kinds_whose_tiles_change_while_the_agent_stands_are_mobile():
     for rows in frames[1:]:
         world.observe(percept(rows), passive=True)
     assert world.mobile("cow") and not world.mobile("grass")
+
+
+def test_a_wandering_kind_struck_from_view_is_removed_one_that_stepped_aside_is_not():
+    from cairn.runtime.controllers import AttemptView
+
+    world = WorldModel()
+    world.observe(percept(["ggg", "gpg", "gcg"]))  # the cow below, where the agent faces
+    view, before = AttemptView(world, {"hp": 5}), 1
+    target = (world.position[0] + 1, world.position[1])
+    assert world.kind_at(target) == "cow"
+    world.observe(percept(["ggg", "gpg", "ggc"]), passive=True)  # stepped aside
+    assert not view.removed(target, "cow", before)
+    world.observe(percept(["ggg", "gpg", "ggg"]), passive=True)  # gone
+    assert view.removed(target, "cow", before)
+
+
+def test_kinds_that_leave_the_view_by_themselves_are_learned_as_vanishing():
+    world = WorldModel()
+    world.observe(percept(["tgg", "gpg", "ggg"]))
+    for _ in range(4):  # a cow shows up and is gone the next frame while the agent stands
+        world.observe(percept(["tgc", "gpg", "ggg"]), passive=True)
+        world.observe(percept(["tgg", "gpg", "ggg"]), passive=True)
+    assert world.vanishes("cow") and not world.vanishes("tree")
+    kept = WorldModel()
+    kept.learn_from(world.lessons())  # a resumed run knows it too
+    assert kept.vanishes("cow")

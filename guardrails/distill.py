@@ -168,13 +168,14 @@ def _hurt(attempt: ExperienceTuple) -> bool:
 def _suspects(attempt: ExperienceTuple, safe: Sequence[ExperienceTuple],
               history: Sequence[ExperienceTuple], depleting: set[str]) -> list[str]:
     """Up to two facts of the harmful attempt that were rare in safe attempts and went with
-    harm more often than not having them did, the most harmful first.
+    harm more often than attempts in general did, the most harmful first.
 
-    Rarity alone names whatever was unusual at the time: the diamond in view when a zombie
-    struck. Such a guardrail is rarely tested again, and each chance companion of a real
-    danger made another one. A fact's harm rate is counted over ``history`` and the attempt,
-    pulled towards the base rate by ``HARM_PRIOR`` attempts' worth of evidence, so
-    a fact seen once is a suspect but one that went with harm many times comes first."""
+    Rarity alone names whatever was unusual at the time: a rare kind that happened to be in
+    view when an attacker struck. Such a guardrail is rarely tested again, and each chance
+    companion of a real danger made another one. A fact's harm rate is counted over
+    ``history`` and the attempt, pulled towards the base rate by ``HARM_PRIOR`` attempts'
+    worth of evidence, so a fact seen once is a suspect but one that went with harm many
+    times comes first."""
     facts = _harm_facts(attempt)
     own = attempt.subgoal.target  # the subgoal runs where its target is: no suspect
     candidates = [f for f in facts if (f.startswith(HARM_FACT_PREFIXES)

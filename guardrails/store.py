@@ -13,8 +13,10 @@ KIND = "guardrail"
 #: What a guardrail is; more evidence or contradictions alone is no new version.
 IDENTITY = ("root_cause", "trigger", "forbidden", "scope", "status")
 CONFIRMATIONS = 2
-HARM_ROOTS = frozenset({"damage_taken", "died"})
 """Harm events a guardrail about a non-fatal loss needs before it is enforced."""
+HARM_ROOTS = frozenset({"damage_taken", "died"})
+UNCONFIRMED = 4
+"""Harm guardrails seen once and never tested that a subgoal keeps (see ``forget``)."""
 
 
 class GuardrailSet:
@@ -67,6 +69,20 @@ class GuardrailSet:
                     and guard.status == "active" and guard.id not in keep:
                 guard.status = "retired"
                 self.update(guard)
+
+    def forget(self, forbidden: str) -> None:
+        """Retire the oldest harm guardrails on ``forbidden`` that rest on one harm and
+        were never tested, beyond the newest ``UNCONFIRMED``. Most such harms were chance
+        (the companion facts of a danger met once) and would pile up for ever; one that
+        comes back is distilled again and, with two harms behind it, confirmed."""
+        unconfirmed = sorted(
+            (g for g in self._by_forbidden().get(forbidden, ())
+             if g.root_cause in HARM_ROOTS and g.status in ("active", "candidate")
+             and len(g.evidence) == 1 and not g.contradictions),
+            key=lambda g: (g.evidence[0], g.id))
+        for guard in unconfirmed[:-UNCONFIRMED]:
+            guard.status = "retired"
+            self.update(guard)
 
     def weigh_harm(self, attempt: ExperienceTuple) -> None:
         """An attempt at a subgoal a harm guardrail forbids, made while its trigger held

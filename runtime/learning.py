@@ -131,6 +131,7 @@ class SubgoalRules:
         depleting = {name for name, signs in drift.items() if -1 in signs}
         for guard in harm_guardrails(attempt, self._recent, entries, depleting, TRAITS):
             learner.guardrails.update(guard)
+            learner.guardrails.forget(guard.forbidden)
         learner.guardrails.weigh_harm(attempt)
 
     def end_episode(self, learner: Learner) -> None:

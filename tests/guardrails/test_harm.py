@@ -8,7 +8,7 @@ import numpy as np
 from cairn.experience.records import State, condition_signature
 from cairn.guardrails.distill import MIN_CONTRAST, harm_guardrails
 from cairn.guardrails.model import Guardrail, Trigger
-from cairn.guardrails.store import GuardrailSet
+from cairn.guardrails.store import UNCONFIRMED, GuardrailSet
 from cairn.runtime.planner import PlanContext
 from cairn.runtime.symbolic import PROBATION, SymbolicPlanner, WorldFacts
 from cairn.skills.library import SkillLibrary
@@ -86,6 +86,25 @@ def test_a_death_is_enforced_at_once_and_a_counter_run_down_can_be_the_cause():
     assert guard.trigger.all_of == ["food=0"]
     # Food at zero is only a suspect when food is known to run down by itself.
     assert harm_guardrails(starved, history, {}, set(), TRAITS) == []
+
+
+def test_a_subgoal_keeps_few_harms_seen_once_and_one_that_comes_back_is_confirmed():
+    def death(kind, attempt_id):
+        return Guardrail(root_cause="died", explanation="", scope="subgoal",
+                         trigger=Trigger(all_of=[f"see:{kind}"]), forbidden="subgoal sleep",
+                         evidence=[attempt_id])
+
+    guards = GuardrailSet()
+    kinds = ["arrow", "cow", "lava", "plant", "stone", "zombie"]
+    for i, kind in enumerate(kinds, 1):
+        guards.update(death(kind, i))
+        guards.forget("subgoal sleep")
+    live = [g.trigger.all_of[0] for g in guards.active()]
+    assert sorted(live) == [f"see:{k}" for k in kinds[-UNCONFIRMED:]]  # the newest
+    first = guards.update(death("arrow", 7))  # the oldest, forgotten, comes back
+    guards.forget("subgoal sleep")
+    assert first.status == "active" and first.evidence == [1, 7]
+    assert first in guards.active() and len(guards.active()) == UNCONFIRMED + 1
 
 
 def test_unharmed_attempts_made_while_it_held_retire_a_harm_guardrail():

@@ -95,16 +95,17 @@ def count(agent, achievement=None):
 @pytest.mark.slow
 def test_after_a_short_training_the_agent_beats_learning_off_on_held_out_worlds(tmp_path):
     """6,000 training steps (about 35 short episodes), then 8 held-out worlds of 200 steps.
-    Measured: learning off reached 35 achievements in all (score 3.55, 2 cows eaten, 1 table
-    placed); the trained agent 52 (score 3.87, 8 cows, no table). Whether a table is learned
-    this early is chance: the same 6,000 steps learned it (5-7 tables, score 5.0-8.3) before
-    episodes drew their own random streams, and not from training seed 1 then; the bench
-    measures it on full worlds over seeds. About 25 s on 2 cores."""
+    Measured: learning off reached 33 achievements in all (score 3.57, 1 table placed); the
+    trained agent 71 (score 12.24, a table in all 8 worlds, 8 wood swords, 5 wood pickaxes).
+    Before harm guardrails named what went with harm (rather than what was merely rare) and
+    a creature struck down counted as an effect, the same run learned no table (score 3.87):
+    whether the table comes this early is partly chance, and the bench measures it on full
+    worlds over seeds. About 25 s on 2 cores."""
     result = evaluate(tmp_path, 6000, 200, HELD_OUT)
     off, full = result["off"], result["full"]
     assert result["training_steps"] >= 6000
     assert len(off["reached"]) == len(full["reached"]) == len(HELD_OUT)
-    assert count(full) >= count(off) + 12
-    assert full["score"] > off["score"]
-    # What learning brings this early: food topped up by a learned skill before it runs out.
-    assert count(full, "eat_cow") >= count(off, "eat_cow") + 4
+    assert count(full) >= count(off) + 20
+    assert full["score"] >= off["score"] + 4
+    # What learning brings this early: the first crafting, learned from its own failures.
+    assert count(full, "place_table") >= count(off, "place_table") + 4

@@ -127,11 +127,16 @@ def test_turning_and_looking_change_yaw_and_pitch_by_the_configured_angle(env, f
 
 
 def test_dig_removes_the_node_looked_at_and_place_puts_it_back(env, first):
-    for _ in range(5):  # down until the crosshair is on the ground, not a plant on it
-        truth = step(env, "look_down")
-        target = truth["pointed"]
+    truth = env.truth()
+    for _ in range(6):  # down until the crosshair is on the ground, not a plant on it, nor
+        target = truth["pointed"]  # the node stood on (the player would fall into its hole)
         if target is not None and target["under"][1] < truth["pos"][1]:
-            break
+            if not _stands_on(truth, target["under"]):
+                break
+            truth = step(env, "look_up")
+        else:
+            truth = step(env, "look_down")
+    target = truth["pointed"]
     assert target is not None and target["under"][1] < truth["pos"][1], target
     digs = 0
     while not truth["dug"] and digs < 8:
@@ -143,13 +148,23 @@ def test_dig_removes_the_node_looked_at_and_place_puts_it_back(env, first):
     assert sum(s["count"] for s in truth["inventory"]) == 1
     assert truth["pointed"] is None or truth["pointed"]["under"] != target["under"]
     assert digs >= 2  # the ground takes 0.7 s by hand, a dig step 0.5 s: held across steps
-    step(env, "noop")
+    truth = step(env, "noop")
     assert held(env) == (0, 0)  # released at the next other action
-    for _ in range(3):  # the dug node goes back where it was (a busy machine may need a retry)
+    for _ in range(3):  # the hole's floor may be out of reach: the ground before it is not
+        if truth["pointed"] is not None:
+            break
+        truth = step(env, "look_down")
+    spot = truth["pointed"]["above"]  # in the hole when its floor is in reach
+    for _ in range(3):  # the dug node goes back on that face (a busy machine may need a retry)
         placed = step(env, "place")
         if not placed["inventory"]:
             break
-    assert placed["inventory"] == [] and placed["pointed"]["under"] == target["under"]
+    assert placed["inventory"] == [] and placed["pointed"]["under"] == spot
+
+
+def _stands_on(truth: dict, node: tuple[int, int, int]) -> bool:
+    x, _, z = truth["pos"]
+    return (round(x), round(z)) == (node[0], node[2])
 
 
 def test_digging_a_trunk_reaches_the_task_item(env, game, first):

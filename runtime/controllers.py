@@ -149,8 +149,9 @@ class Controllers:
         mobile = world.mobile(kind)
         strikable = mobile and not world.vanishes(kind)  # gone may be struck down
         for _ in range(self.agent.interact_tries):
-            if mobile and world.kind_at(target) != kind:  # pressing on would act on
-                outcome.reached, outcome.detail = False, "it moved away"  # what is left
+            # A target that walked off is out of reach; pressing on would act on what is left.
+            if mobile and world.kind_at(target) != kind:
+                outcome.reached, outcome.detail = False, "it moved away"
                 break
             in_view = world.percept.count(kind)
             yield self.actions.interact

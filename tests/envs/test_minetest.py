@@ -128,12 +128,12 @@ def test_turning_and_looking_change_yaw_and_pitch_by_the_configured_angle(env, f
 
 def test_dig_removes_the_node_looked_at_and_place_puts_it_back(env, first):
     truth = env.truth()
-    for _ in range(6):  # down until the crosshair is on the ground, not a plant on it, nor
+    for _ in range(8):  # down until the crosshair is on the ground, not a plant on it, nor
         target = truth["pointed"]  # the node stood on (the player would fall into its hole)
         if target is not None and target["under"][1] < truth["pos"][1]:
             if not _stands_on(truth, target["under"]):
                 break
-            truth = step(env, "look_up")
+            truth = step(env, "back")
         else:
             truth = step(env, "look_down")
     target = truth["pointed"]

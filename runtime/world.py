@@ -153,9 +153,12 @@ class WorldModel:
 
     def _learn_vanishing(self, before: Percept, after: Percept) -> None:
         """Count, per kind in view while the agent stood, how many of it left the view."""
-        for name in before.visible():
+        size = len(before.classes)
+        was = np.bincount(before.tiles[before.tiles != UNKNOWN], minlength=size)
+        now = np.bincount(after.tiles[after.tiles != UNKNOWN], minlength=size)[:size]
+        for i in np.flatnonzero(was):
+            name, gone = before.classes[i], int(was[i] - now[i])
             self.kind_still[name] = self.kind_still.get(name, 0) + 1
-            gone = before.count(name) - after.count(name)
             if gone > 0:
                 self.kind_vanished[name] = self.kind_vanished.get(name, 0) + gone
 

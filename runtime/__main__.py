@@ -1,7 +1,9 @@
 """The ``cairn`` command (also ``python -m cairn.runtime``).
 
 It takes the kill-switch signal (SIGUSR1) before anything heavy is imported, so the signal
-stops a run cleanly at any moment, even while Python is still loading it; the desktop env
+stops a run cleanly at any moment once ``main`` has set its handler, even while Python is
+still loading the rest (before that, during the interpreter's own start-up, the signal's
+default action still ends the process without a word); the desktop env
 later takes the signal over for its own kill switch, and hands it back when it closes.
 
 The stop is a ``BaseException`` (like Ctrl-C), so no ``except Exception`` on the way swallows

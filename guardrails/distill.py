@@ -194,7 +194,24 @@ def _suspects(attempt: ExperienceTuple, safe: Sequence[ExperienceTuple],
         with_f = [hurt for held, hurt in seen if f in held]
         rate[f] = (sum(with_f) + HARM_PRIOR * base) / (len(with_f) + HARM_PRIOR)
     harmful = sorted((f for f in rare if rate[f] > base), key=lambda f: (-rate[f], share[f], f))
-    return harmful[:MAX_TRIGGER_FACTS]
+    if not harmful:
+        return []
+    first = harmful[0]
+    return [first, *[f for f in harmful[1:] if _adds_harm(f, first, seen)]][:MAX_TRIGGER_FACTS]
+
+
+def _adds_harm(fact: str, first: str, seen: list[tuple[frozenset[str], bool]]) -> bool:
+    """Whether ``fact`` went with more harm than ``first`` alone did, in attempts before this
+    one (the last in ``seen``). Where ``first`` never held without it, nothing tells them
+    apart and both are named (as the first harm named them, so a second confirms it)."""
+    with_first = [(held, hurt) for held, hurt in seen[:-1] if first in held]
+    if all(fact in held for held, _ in with_first):
+        return True
+    both = [hurt for held, hurt in with_first if fact in held]
+    if not both:
+        return False
+    alone = (sum(hurt for _, hurt in with_first) + 1) / (len(with_first) + 1)
+    return (sum(both) + 1 + HARM_PRIOR * alone) / (len(both) + 1 + HARM_PRIOR) > alone
 
 
 def weigh(guard: Guardrail, successes: Sequence[ExperienceTuple],

@@ -17,6 +17,8 @@ CONFIRMATIONS = 2
 HARM_ROOTS = frozenset({"damage_taken", "died"})
 UNCONFIRMED = 4
 """Harm guardrails seen once and never tested that a subgoal keeps (see ``forget``)."""
+CONFIRMED_KEPT = 4
+"""Active harm guardrails with more evidence that a subgoal keeps (see ``forget``)."""
 
 
 class GuardrailSet:
@@ -72,15 +74,22 @@ class GuardrailSet:
 
     def forget(self, forbidden: str) -> None:
         """Retire the oldest harm guardrails on ``forbidden`` that rest on one harm and
-        were never tested, beyond the newest ``UNCONFIRMED``. Most such harms were chance
-        (the companion facts of a danger met once) and would pile up for ever; one that
-        comes back is distilled again and, with two harms behind it, confirmed."""
+        were never tested, beyond the newest ``UNCONFIRMED``, and the weakest of the others
+        (fewest harms beyond their contradictions, then the least recently hurt), beyond
+        ``CONFIRMED_KEPT``. Most harms seen once were chance (the companion facts of a
+        danger met once), and over a long run chance also brings the same companions
+        twice: both would pile up for ever. One that comes back is distilled again, finds
+        its retired self with the evidence it had, and competes for a place again."""
         unconfirmed = sorted(
             (g for g in self._by_forbidden().get(forbidden, ())
              if g.root_cause in HARM_ROOTS and g.status in ("active", "candidate")
              and len(g.evidence) == 1 and not g.contradictions),
             key=lambda g: (g.evidence[0], g.id))
-        for guard in unconfirmed[:-UNCONFIRMED]:
+        confirmed = sorted(
+            (g for g in self._by_forbidden().get(forbidden, ())
+             if g.root_cause in HARM_ROOTS and g.status == "active" and g not in unconfirmed),
+            key=lambda g: (len(g.evidence) - len(g.contradictions), g.evidence[-1], g.id))
+        for guard in unconfirmed[:-UNCONFIRMED] + confirmed[:-CONFIRMED_KEPT]:
             guard.status = "retired"
             self.update(guard)
 

@@ -8,7 +8,7 @@ import numpy as np
 from cairn.experience.records import State, condition_signature
 from cairn.guardrails.distill import MIN_CONTRAST, harm_guardrails
 from cairn.guardrails.model import Guardrail, Trigger
-from cairn.guardrails.store import UNCONFIRMED, GuardrailSet
+from cairn.guardrails.store import CONFIRMED_KEPT, UNCONFIRMED, GuardrailSet
 from cairn.runtime.planner import PlanContext
 from cairn.runtime.symbolic import PROBATION, SymbolicPlanner, WorldFacts
 from cairn.skills.library import SkillLibrary
@@ -77,6 +77,47 @@ def test_harm_names_what_went_with_harm_before_not_what_was_merely_rare():
     assert guard.trigger.all_of == ["see:diamond", "see:zombie"]
 
 
+def test_a_companion_of_a_known_danger_is_named_only_when_it_went_with_more_harm():
+    """Zombies have hurt sleeps before, always by day. A bite that comes with lava in view,
+    then one with a cow in view, names the zombie alone both times (the companions were
+    met only now), so the second bite confirms the first one's guardrail instead of
+    making its own. The night is named beside them when zombies hurt more often at night
+    than by day."""
+    attempt = Attempts()
+    history = safe_sleeps(attempt, 20)
+    zombie = {"visible": ("grass", "tree", "zombie")}
+    history += [attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-1,
+                        **zombie) for _ in range(3)]
+    guards = GuardrailSet()
+    for companion in ("lava", "cow"):
+        bite = attempt("sleep", {"energy": 3}, cause="damage_taken", health_delta=-2,
+                       visible=("grass", "tree", "zombie", companion))
+        history.append(bite)
+        (guard,) = harm_guardrails(bite, history, {}, set(), TRAITS)
+        assert guard.trigger.all_of == ["see:zombie"]
+        merged = guards.update(guard)
+    assert merged.status == "active" and len(merged.evidence) == 2
+    assert len(guards.guardrails) == 1
+
+    attempt = Attempts()
+    history = safe_sleeps(attempt, 20)
+    day = {"energy": 3}
+    history += [attempt("sleep", day, ["energy+1"], visible=("grass", "tree"), tags=("night",))
+                for _ in range(4)]  # the night alone did no harm
+    history += [attempt("sleep", day, cause="damage_taken", health_delta=-1, **zombie),
+                attempt("sleep", day, cause="damage_taken", health_delta=-1, **zombie),
+                attempt("sleep", day, ["energy+1"], **zombie)]  # zombies by day: 2 of 3
+    history += [attempt("sleep", day, cause="damage_taken", health_delta=-1, **NIGHT)
+                for _ in range(2)]  # zombies at night: 2 of 2
+    bite = attempt("sleep", day, cause="damage_taken", health_delta=-2, **NIGHT)
+    (guard,) = harm_guardrails(bite, [*history, bite], {}, set(), TRAITS)
+    assert guard.trigger.all_of == ["see:zombie", "tag:night"]
+    # Had zombies hurt as often by day, the night would add nothing.
+    history[-3] = attempt("sleep", day, cause="damage_taken", health_delta=-1, **zombie)
+    (guard,) = harm_guardrails(bite, [*history, bite], {}, set(), TRAITS)
+    assert guard.trigger.all_of == ["see:zombie"]
+
+
 def test_a_death_is_enforced_at_once_and_a_counter_run_down_can_be_the_cause():
     attempt = Attempts()
     history = safe_sleeps(attempt)
@@ -105,6 +146,36 @@ def test_a_subgoal_keeps_few_harms_seen_once_and_one_that_comes_back_is_confirme
     guards.forget("subgoal sleep")
     assert first.status == "active" and first.evidence == [1, 7]
     assert first in guards.active() and len(guards.active()) == UNCONFIRMED + 1
+
+
+def test_a_subgoal_keeps_its_best_supported_harm_guardrails_and_forgets_the_weakest():
+    """Chance brings the same companions of a danger twice now and then over a long run:
+    confirmed guardrails are capped per subgoal too, the weakest (fewest harms beyond their
+    contradictions, then the least recently hurt) retired first; another subgoal's are not
+    touched."""
+    def harm(kind, evidence, contradictions=(), forbidden="subgoal sleep"):
+        return Guardrail(root_cause="damage_taken", explanation="", scope="subgoal",
+                         trigger=Trigger(all_of=[f"see:{kind}"]), forbidden=forbidden,
+                         evidence=list(evidence), contradictions=list(contradictions))
+
+    guards = GuardrailSet()
+    guards.update(harm("skeleton", [1, 2], forbidden="subgoal explore"))
+    strong = [harm("zombie", [1, 2, 3, 4]), harm("arrow", [5, 6, 7]), harm("lava", [8, 9, 30])]
+    weak = [harm("cow", [10, 11]), harm("plant", [12, 13, 14, 15], [16, 17]),
+            harm("water", [20, 21])]  # water hurt later than cow
+    for guard in strong + weak:
+        guards.update(guard)
+        guards.forget("subgoal sleep")
+    kept = {g.trigger.all_of[0] for g in guards.active() if g.forbidden == "subgoal sleep"}
+    assert len(kept) == CONFIRMED_KEPT
+    assert kept == {"see:zombie", "see:arrow", "see:lava", "see:water"}
+    assert guards.blocking_subgoal("explore", frozenset({"see:skeleton"})) is not None
+    # The cow comes back with a third harm: it now outweighs the water, which goes.
+    back = guards.update(harm("cow", [40]))
+    guards.forget("subgoal sleep")
+    assert back.status == "active" and back.evidence == [10, 11, 40]
+    kept = {g.trigger.all_of[0] for g in guards.active() if g.forbidden == "subgoal sleep"}
+    assert kept == {"see:zombie", "see:arrow", "see:lava", "see:cow"}
 
 
 def test_unharmed_attempts_made_while_it_held_retire_a_harm_guardrail():

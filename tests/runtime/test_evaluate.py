@@ -96,7 +96,8 @@ def count(agent, achievement=None):
 def test_after_a_short_training_the_agent_beats_learning_off_on_held_out_worlds(tmp_path):
     """6,000 training steps (about 35 short episodes), then 8 held-out worlds of 200 steps.
     Measured: learning off reached 33 achievements in all (score 3.57, 1 table placed); the
-    trained agent 71 (score 12.24, a table in all 8 worlds, 8 wood swords, 5 wood pickaxes).
+    trained agent 84 (score 14.17, a table in 7 of 8 worlds, 7 wood swords, 7 wood
+    pickaxes; 71 and 12.24 before a subgoal's confirmed harm guardrails were capped).
     Before harm guardrails named what went with harm (rather than what was merely rare) and
     a creature struck down counted as an effect, the same run learned no table (score 3.87):
     whether the table comes this early is partly chance, and the bench measures it on full

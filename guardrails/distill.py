@@ -168,7 +168,9 @@ def _hurt(attempt: ExperienceTuple) -> bool:
 def _suspects(attempt: ExperienceTuple, safe: Sequence[ExperienceTuple],
               history: Sequence[ExperienceTuple], depleting: set[str]) -> list[str]:
     """Up to two facts of the harmful attempt that were rare in safe attempts and went with
-    harm more often than attempts in general did, the most harmful first.
+    harm more often than attempts in general did, the most harmful first; the second only
+    if it adds to the first (``_adds_harm``), else every harm by a known danger would name
+    whatever else happened to be about, a new guardrail each time.
 
     Rarity alone names whatever was unusual at the time: a rare kind that happened to be in
     view when an attacker struck. Such a guardrail is rarely tested again, and each chance

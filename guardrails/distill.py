@@ -10,6 +10,7 @@ Two sources:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 from cairn.experience.judging import (
     NO_TRAITS,
@@ -199,14 +200,16 @@ def _suspects(attempt: ExperienceTuple, safe: Sequence[ExperienceTuple],
     if not harmful:
         return []
     first = harmful[0]
-    return [first, *[f for f in harmful[1:] if _adds_harm(f, first, seen)]][:MAX_TRIGGER_FACTS]
+    with_first = [(held, hurt) for held, hurt in seen[:-1] if first in held]  # before this one
+    companions = (f for f in harmful[1:] if _adds_harm(f, with_first))
+    return [first, *islice(companions, MAX_TRIGGER_FACTS - 1)]
 
 
-def _adds_harm(fact: str, first: str, seen: list[tuple[frozenset[str], bool]]) -> bool:
-    """Whether ``fact`` went with more harm than ``first`` alone did, in attempts before this
-    one (the last in ``seen``). Where ``first`` never held without it, nothing tells them
-    apart and both are named (as the first harm named them, so a second confirms it)."""
-    with_first = [(held, hurt) for held, hurt in seen[:-1] if first in held]
+def _adds_harm(fact: str, with_first: list[tuple[frozenset[str], bool]]) -> bool:
+    """Whether ``fact`` went with more harm than the first fact alone did, in the earlier
+    attempts that held the first (``with_first``). Where the first never held without it,
+    nothing tells them apart and both are named (as the first harm named them, so a second
+    confirms it)."""
     if all(fact in held for held, _ in with_first):
         return True
     both = [hurt for held, hurt in with_first if fact in held]

@@ -80,15 +80,17 @@ class GuardrailSet:
         danger met once), and over a long run chance also brings the same companions
         twice: both would pile up for ever. One that comes back is distilled again, finds
         its retired self with the evidence it had, and competes for a place again."""
-        unconfirmed = sorted(
-            (g for g in self._by_forbidden().get(forbidden, ())
-             if g.root_cause in HARM_ROOTS and g.status in ("active", "candidate")
-             and len(g.evidence) == 1 and not g.contradictions),
-            key=lambda g: (g.evidence[0], g.id))
-        confirmed = sorted(
-            (g for g in self._by_forbidden().get(forbidden, ())
-             if g.root_cause in HARM_ROOTS and g.status == "active" and g not in unconfirmed),
-            key=lambda g: (len(g.evidence) - len(g.contradictions), g.evidence[-1], g.id))
+        unconfirmed, confirmed = [], []
+        for g in self._by_forbidden().get(forbidden, ()):
+            if g.root_cause not in HARM_ROOTS or g.status not in ("active", "candidate"):
+                continue
+            if len(g.evidence) == 1 and not g.contradictions:
+                unconfirmed.append(g)
+            elif g.status == "active":
+                confirmed.append(g)
+        unconfirmed.sort(key=lambda g: (g.evidence[0], g.id))
+        confirmed.sort(key=lambda g: (len(g.evidence) - len(g.contradictions), g.evidence[-1],
+                                      g.id))
         for guard in unconfirmed[:-UNCONFIRMED] + confirmed[:-CONFIRMED_KEPT]:
             guard.status = "retired"
             self.update(guard)

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from cairn.envs.game import Game
+from cairn.experience.judging import worked
 from cairn.experience.records import (
     Diagnosis,
     State,
@@ -28,7 +29,7 @@ from cairn.runtime.controllers import TRAITS, AttemptView, Controllers, Outcome
 from cairn.runtime.diagnosis import Diagnoser, MotionMonitor, Trace, may_lack_requirement
 from cairn.runtime.learning import SubgoalRules
 from cairn.runtime.planner import PlanContext, Planner
-from cairn.runtime.symbolic import SymbolicPlanner, WorldFacts
+from cairn.runtime.symbolic import SCARCE, SymbolicPlanner, WorldFacts
 from cairn.runtime.world import WorldModel
 
 if TYPE_CHECKING:
@@ -111,11 +112,21 @@ class MapKit:
 
     def _stats(self, subgoal: str, condition: int | None) -> tuple[int, int]:
         """(attempts, successes) at ``subgoal`` under ``condition`` (None: any). Without
-        learning, only this run's own attempts count: the store's are knowledge too."""
+        learning, only this run's own attempts count: the store's are knowledge too.
+
+        Over all conditions, the successes of a subgoal tried fewer than ``SCARCE`` times
+        are judged again with the drift known now: a counter that rose by itself while the
+        agent acted, before it had seen that counter drift, made a label the planner would
+        otherwise trust for good, and never send the agent back to a subgoal that never
+        really worked."""
         if self.learner.mode == "off":
             attempts, successes = self._own.get((subgoal, condition), (0, 0))
             return attempts, successes
-        return self.learner.store.counts(subgoal, condition)
+        attempts, successes = self.learner.store.counts(subgoal, condition)
+        if condition is None and successes and attempts < SCARCE:
+            tries = self.learner.store.by_subgoal(subgoal, limit=attempts)
+            successes = sum(worked(t, self.world.drift, TRAITS) for t in tries)
+        return attempts, successes
 
     def _count_own(self, subgoal: str, pre: State, success: bool) -> None:
         for key in ((subgoal, condition_signature(pre.predicates())), (subgoal, None)):

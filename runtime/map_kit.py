@@ -73,6 +73,7 @@ class MapKit:
         self.max_attempts: int | None = None
         self._guarded = False
         self._own: dict[tuple[str, int | None], tuple[int, int]] = {}
+        self._judged: dict[str, tuple[int, dict[str, set[int]], int]] = {}
         self._new_episode()
 
     def planner(self) -> Planner:
@@ -115,18 +116,30 @@ class MapKit:
         learning, only this run's own attempts count: the store's are knowledge too.
 
         Over all conditions, the successes of a subgoal tried fewer than ``SCARCE`` times
-        are judged again with the drift known now: a counter that rose by itself while the
-        agent acted, before it had seen that counter drift, made a label the planner would
-        otherwise trust for good, and never send the agent back to a subgoal that never
-        really worked."""
+        are judged again with the drift known now. A counter that rose by itself while the
+        agent acted, before it had seen that counter drift, made a success label; trusted
+        for good, it would never send the agent back to a subgoal that never really
+        worked."""
         if self.learner.mode == "off":
             attempts, successes = self._own.get((subgoal, condition), (0, 0))
             return attempts, successes
         attempts, successes = self.learner.store.counts(subgoal, condition)
         if condition is None and successes and attempts < SCARCE:
-            tries = self.learner.store.by_subgoal(subgoal, limit=attempts)
-            successes = sum(worked(t, self.world.drift, TRAITS) for t in tries)
+            successes = self._judged_successes(subgoal, attempts)
         return attempts, successes
+
+    def _judged_successes(self, subgoal: str, attempts: int) -> int:
+        """The planner asks of every subgoal at every choice; the answer changes only with
+        a new attempt or a new drift, so it is kept until one comes."""
+        drift = self.world.drift
+        kept = self._judged.get(subgoal)
+        if kept is not None and kept[0] == attempts and kept[1] == drift:
+            return kept[2]
+        tries = self.learner.store.by_subgoal(subgoal, limit=attempts)
+        successes = sum(worked(t, drift, TRAITS) for t in tries)
+        self._judged[subgoal] = (attempts, {name: set(signs) for name, signs in drift.items()},
+                                 successes)
+        return successes
 
     def _count_own(self, subgoal: str, pre: State, success: bool) -> None:
         for key in ((subgoal, condition_signature(pre.predicates())), (subgoal, None)):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cairn.envs.crafter import CrafterEnv
+from cairn.experience.store import ExperienceStore
 from cairn.perception.crafter import CrafterParser
 from cairn.runtime.config import load_config
 
@@ -67,6 +68,13 @@ def ctrl_c():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty experience store in a real SQLite file."""
+    with ExperienceStore(tmp_path / "exp.sqlite") as store:
+        yield store
 
 
 TABLE_SCRIPT = (
@@ -150,7 +158,6 @@ def table_run(tmp_path_factory):
     Shared by every test of the session, so it must stay as it is: tests that write to a
     store use ``table_store`` (a copy), tests that ask the planner use ``planner_copy``.
     Teardown checks that no test changed it (test order must not matter)."""
-    from cairn.experience.store import ExperienceStore
     from cairn.runtime.loop import Agent
 
     tmp = tmp_path_factory.mktemp("table-run")

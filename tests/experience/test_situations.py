@@ -36,11 +36,6 @@ def exact(stored, queries, k=10):
     return np.argsort(-(queries @ stored.T), axis=1)[:, :k]
 
 
-@pytest.fixture
-def store(tmp_path):
-    with ExperienceStore(tmp_path / "s.sqlite") as store:
-        yield store
-
 
 def test_search_returns_the_attempts_whose_situations_are_nearest(store):
     basis = np.eye(DIM, dtype=np.float32)

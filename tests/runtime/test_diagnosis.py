@@ -5,7 +5,6 @@ import pytest
 
 from cairn.envs.crafter import CrafterGame
 from cairn.experience.records import Cause, State, Subgoal, condition_signature
-from cairn.experience.store import ExperienceStore
 from cairn.runtime.diagnosis import may_lack_requirement
 from cairn.runtime.executor import EpisodeState, Executor
 from cairn.runtime.learning import Learner
@@ -16,11 +15,6 @@ from cairn.skills.model import Skill
 
 TREE_AND_STONE_SEED = 9  # in a 32x32 world: a tree and stone in view at the start
 
-
-@pytest.fixture
-def store(tmp_path):
-    with ExperienceStore(tmp_path / "exp.sqlite") as store:
-        yield store
 
 
 def start(env, store, config, rng, seed):

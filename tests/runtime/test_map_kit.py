@@ -1,20 +1,12 @@
 """What the map kit tells the planner about past attempts, read from a real store."""
 
-import pytest
 
 from cairn.envs.crafter import CrafterGame
 from cairn.experience.records import Cause, Diagnosis, ExperienceTuple, Subgoal
-from cairn.experience.store import ExperienceStore
 from cairn.runtime.executor import EpisodeState
 from cairn.runtime.learning import Learner
 from cairn.runtime.map_kit import MapKit
 from cairn.runtime.symbolic import SCARCE
-
-
-@pytest.fixture
-def store(tmp_path):
-    with ExperienceStore(tmp_path / "exp.sqlite") as store:
-        yield store
 
 
 def labelled_success(state, key: str, effect: str, step: int = 0) -> ExperienceTuple:
